@@ -1,0 +1,239 @@
+"""The served model: the vectorizer plus the classifier, and how its state is kept.
+
+Training writes a base model with :func:`save_base`; the app loads it with
+:meth:`SentimentModel.load` and then only ever changes the classifier's
+learnable state (coefficients, intercept, step count). That state is small
+and deterministic, so it is what model versions store: a version is the base
+model plus a :class:`ModelState`, written atomically with its checksum.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import pickle
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import SGDClassifier
+
+from vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
+
+LABELS = ("negative", "positive")
+CLASSES = np.array([0, 1])
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` holds either the old or the new bytes, never a mix.
+
+    Temporary file in the same folder, fsync, rename over the target, fsync of
+    the folder: a crash at any point leaves a complete file or none.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float  # of the predicted label, in [0.5, 1]
+    positive: float  # probability of "positive"
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The learnable part of the classifier: all that feedback ever changes."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    t: float
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, coef=self.coef, intercept=self.intercept, t=np.array([self.t]))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelState:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return cls(npz["coef"], npz["intercept"], float(npz["t"][0]))
+
+    def equals(self, other: ModelState) -> bool:
+        """Bit-for-bit equality (what exactly-once promises)."""
+        return (
+            self.coef.dtype == other.coef.dtype
+            and np.array_equal(self.coef, other.coef)
+            and np.array_equal(self.intercept, other.intercept)
+            and self.t == other.t
+        )
+
+
+class SentimentModel:
+    """Vectorizer + classifier, safe to share between threads.
+
+    Predictions read the classifier reference once, so they always see one
+    consistent state. :meth:`learn` updates a copy and swaps it in
+    (copy-on-write), so serving never waits for learning and never sees a
+    half-applied update. Callers serialise :meth:`learn` themselves (the
+    learner holds a lock) because the order of updates matters.
+    """
+
+    def __init__(
+        self, vectorizer: ReviewVectorizer, classifier: SGDClassifier, manifest: dict[str, Any]
+    ) -> None:
+        self.vectorizer = vectorizer
+        self._clf = classifier
+        self.manifest = manifest
+
+    @classmethod
+    def load(cls, pkl_dir: Path = PKL_DIR) -> SentimentModel:
+        pkl_dir = Path(pkl_dir)
+        manifest = json.loads((pkl_dir / "manifest.json").read_text())
+        for name, digest in manifest.get("files", {}).items():
+            if sha256_bytes((pkl_dir / name).read_bytes()) != digest:
+                raise ValueError(f"{pkl_dir / name} does not match its sha256 in manifest.json")
+        with open(pkl_dir / "classifier.pkl", "rb") as fh:
+            classifier = pickle.load(fh)
+        return cls(load_vectorizer(pkl_dir), classifier, manifest)
+
+    @property
+    def classifier(self) -> SGDClassifier:
+        return self._clf
+
+    @property
+    def base_id(self) -> str:
+        """Identifies the base model, so state saved on another base is never loaded."""
+        return self.manifest["files"]["classifier.pkl"][:16]
+
+    # -- prediction -------------------------------------------------------
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.vectorizer.transform(texts)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.predict_features(self.transform(texts))
+
+    def predict_features(self, X: sp.csr_matrix) -> list[Prediction]:
+        positive = self._clf.predict_proba(X)[:, 1]
+        return [
+            Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p)) for p in positive
+        ]
+
+    def accuracy(self, X: sp.csr_matrix, y: np.ndarray) -> float:
+        return float(np.mean(self._clf.predict(X) == y))
+
+    def explain(self, text: str, k: int = 6) -> list[tuple[str, float]]:
+        """The n-grams that pushed this review's score most, with their push.
+
+        Positive numbers push towards "positive". N-grams that share a hash
+        bucket share its weight; each bucket is reported once.
+        """
+        X = self.transform([text])
+        contribution = dict(
+            zip(X.indices.tolist(), (X.data * self._clf.coef_[0, X.indices]).tolist(), strict=True)
+        )
+        grams = self.vectorizer.ngrams(text)
+        pushes: dict[int, tuple[str, float]] = {}
+        for gram, index in zip(grams, self.vectorizer.feature_index(grams).tolist(), strict=True):
+            if index not in pushes and index in contribution:
+                pushes[index] = (gram, contribution[index])
+        ranked = sorted(pushes.values(), key=lambda item: abs(item[1]), reverse=True)
+        return [(gram, push) for gram, push in ranked[:k] if push != 0.0]
+
+    # -- learning ---------------------------------------------------------
+    def learn(self, text: str, label: int) -> None:
+        self.learn_features(self.transform([text]), np.array([label]))
+
+    def learn_features(self, X: sp.csr_matrix, y: np.ndarray) -> None:
+        clf = copy.copy(self._clf)
+        clf.coef_ = self._clf.coef_.copy()
+        clf.intercept_ = self._clf.intercept_.copy()
+        clf.partial_fit(X, y, classes=CLASSES)
+        self._clf = clf
+
+    def state(self) -> ModelState:
+        clf = self._clf
+        return ModelState(clf.coef_, clf.intercept_, float(clf.t_))
+
+    def set_state(self, state: ModelState) -> None:
+        if state.coef.shape != self._clf.coef_.shape or state.coef.dtype != self._clf.coef_.dtype:
+            raise ValueError("model state does not fit this model")
+        clf = copy.copy(self._clf)
+        clf.coef_ = state.coef.copy()
+        clf.intercept_ = state.intercept.copy()
+        clf.t_ = state.t
+        self._clf = clf
+
+    def clone(self) -> SentimentModel:
+        twin = SentimentModel(self.vectorizer, self._clf, self.manifest)
+        twin.set_state(self.state())
+        return twin
+
+
+def prepare_for_serving(clf: SGDClassifier, online: dict[str, Any]) -> SGDClassifier:
+    """Turn a trained classifier into the one the app keeps learning with.
+
+    Training averages the SGD iterates; feedback must instead move the model
+    noticeably, one review at a time, so the served classifier continues from
+    the averaged weights with plain SGD and the online step size from the
+    preset. Averaging buffers are dropped: they would double the pickle.
+    """
+    served = copy.deepcopy(clf)
+    if served.average:
+        for name in ("_standard_coef", "_average_coef", "_standard_intercept", "_average_intercept"):
+            if hasattr(served, name):
+                delattr(served, name)
+    served.set_params(average=False, **online)
+    return served
+
+
+def save_base(
+    out_dir: Path,
+    classifier: SGDClassifier,
+    stopwords: Sequence[str],
+    weights: np.ndarray | None,
+    manifest: dict[str, Any],
+    extra_files: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Write the base model's files, each atomically, manifest (with checksums) last."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, bytes] = {
+        "classifier.pkl": pickle.dumps(classifier, protocol=pickle.HIGHEST_PROTOCOL),
+        "stopwords.pkl": pickle.dumps(list(stopwords), protocol=pickle.HIGHEST_PROTOCOL),
+    }
+    if weights is not None:
+        buf = io.BytesIO()
+        np.save(buf, weights, allow_pickle=False)
+        files[manifest["vectorizer"]["feature_weights"]] = buf.getvalue()
+    files.update(extra_files or {})
+    for stale in ("feature_weights.npy", "holdout.csv.gz"):
+        if stale not in files:
+            (out_dir / stale).unlink(missing_ok=True)
+    for name, data in files.items():
+        atomic_write(out_dir / name, data)
+    manifest = {**manifest, "files": {name: sha256_bytes(data) for name, data in files.items()}}
+    manifest["size_bytes"] = sum(len(d) for d in files.values())
+    atomic_write(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest

@@ -1,0 +1,1 @@
+"""Offline side: archive -> CSV -> minibatch stream -> partial_fit -> evaluate -> pickles."""

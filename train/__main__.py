@@ -1,0 +1,78 @@
+"""``python -m train``: build the model from the IMDb Large Movie Review Dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from train.data import ARCHIVE_ENV, ARCHIVE_URL, DataError
+from train.presets import PRESETS
+from train.stopwords import MissingStopwords
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train the sentiment model out-of-core on aclImdb and pickle it.",
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="training recipe: 'default' (ours) or 'book' (the tutorial)")
+    parser.add_argument("--archive", metavar="PATH",
+                        help=f"local aclImdb archive; else ${ARCHIVE_ENV}; else download {ARCHIVE_URL}")
+    parser.add_argument("--csv", type=Path, default=ROOT / "data" / "movie_data.csv",
+                        help="where the shuffled CSV is written (default: data/movie_data.csv)")
+    parser.add_argument("--reuse-csv", action="store_true",
+                        help="train from an existing --csv instead of rebuilding it from the archive")
+    parser.add_argument("--out", type=Path, default=ROOT / "pkl_objects",
+                        help="folder for classifier.pkl, stopwords.pkl, manifest.json")
+    parser.add_argument("--no-save", action="store_true", help="train and report, write no pickles")
+    parser.add_argument("--report-dir", type=Path, default=ROOT / "reports",
+                        help="folder for train-PRESET.json and its learning-curve PNG")
+    parser.add_argument("--workers", type=int, default=2, help="vectorizing processes (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="replicate the corpus N times (memory check; default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.copies < 1:
+        parser.error("--workers and --copies must be at least 1")
+    if args.reuse_csv and not args.csv.is_file():
+        parser.error(f"--reuse-csv: {args.csv} does not exist")
+    return args
+
+
+def print_summary(report: dict) -> None:
+    print(f"\npreset {report['preset']}: {report['train_docs']:,} training reviews")
+    for name, result in report["accuracy"].items():
+        print(f"  accuracy {name:<12} {result['accuracy']:.4f}  ({result['n']:,} reviews)")
+    for name, stage in report["stages"].items():
+        rate = f"{stage['docs_per_s']:>10,.0f} docs/s" if stage["docs_per_s"] else ""
+        print(f"  {name:<10} {stage['seconds']:7.2f} s {rate}")
+    rss = report["peak_rss_mb"]
+    print(f"  wall {report['wall_seconds']:.2f} s; peak RSS {rss['main']:.0f} MB "
+          f"(largest worker {rss['largest_worker']:.0f} MB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from train.train import run
+
+    try:
+        report = run(
+            PRESETS[args.preset], args.archive, args.csv,
+            None if args.no_save else args.out, args.report_dir,
+            workers=args.workers, seed=args.seed, copies=args.copies,
+            skip_csv=args.reuse_csv, progress=not args.quiet,
+        )
+    except (DataError, MissingStopwords) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The text-to-features step shared by training and serving.
+
+Training and the web app must turn a review into exactly the same feature
+vector, otherwise the pickled classifier is silently wrong. So the tokenizer
+and the feature pipeline live here, once, and are rebuilt from what the
+training run pickled into ``pkl_objects/``: the stopword list
+(``stopwords.pkl``), the vectorizer settings (the ``vectorizer`` section of
+``manifest.json``) and, for the default model, the per-feature scale
+(``feature_weights.npy``).
+
+As in the tutorial, ``from vectorizer import vect`` gives a ready vectorizer
+for the committed model::
+
+    import pickle
+    from vectorizer import vect
+    clf = pickle.load(open("pkl_objects/classifier.pkl", "rb"))
+    clf.predict_proba(vect.transform(["I love this movie"]))
+
+This module knows nothing of Flask, SQLite or training.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction import FeatureHasher
+from sklearn.feature_extraction.text import HashingVectorizer
+
+PKL_DIR = Path(__file__).resolve().parent / "pkl_objects"
+
+HTML_TAG = re.compile(r"<[^>]*>")
+# The tutorial's emoticons: an eye (: ; =), an optional nose, a mouth.
+EMOTICON = re.compile(r"(?::|;|=)(?:-)?(?:\)|\(|D|P)")
+NON_WORD = re.compile(r"\W+")
+# "!" and "?" carry sentiment ("awful!!!") that splitting on \W throws away.
+EMPHASIS = re.compile(r"[!?]")
+
+# Words of the NLTK list that flip the meaning of what follows. Dropping them
+# turns "not good" into "good"; stopword lists for n-gram models keep them.
+NEGATIONS = frozenset({"no", "nor", "not", "t"})
+
+
+def without_negations(stopwords: Iterable[str]) -> list[str]:
+    """The stopword list minus the negations (and the ``n't`` stems like "didn")."""
+    words = set(stopwords)
+    negations = {
+        w for w in words if w in NEGATIONS or w.endswith("n't") or f"{w}'t" in words
+    }
+    return sorted(words - negations)
+
+
+class Tokenizer:
+    """The tutorial's tokenizer, as a picklable callable.
+
+    Strips HTML tags, keeps emoticons such as ``:)`` ``;-(`` ``=D`` (nose
+    removed), lowercases, splits on non-word characters and drops stopwords.
+    Porter stemming and "!"/"?" tokens are options, off in the tutorial.
+    """
+
+    def __init__(
+        self, stopwords: Iterable[str] = (), stem: bool = False, emphasis: bool = False
+    ) -> None:
+        self.stopwords = frozenset(stopwords)
+        self.stem = stem
+        self.emphasis = emphasis
+        self._stemmer = None
+        if stem:
+            from nltk.stem.porter import PorterStemmer
+
+            self._stemmer = PorterStemmer()
+
+    def __call__(self, text: str) -> list[str]:
+        text = HTML_TAG.sub(" ", text)
+        emoticons = [e.replace("-", "") for e in EMOTICON.findall(text)]
+        stop = self.stopwords
+        words = [w for w in NON_WORD.split(text.lower()) if w and w not in stop]
+        if self._stemmer is not None:
+            words = [self._stemmer.stem(w) for w in words]
+        if self.emphasis:
+            words += EMPHASIS.findall(text)
+        return words + emoticons
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"stopwords": self.stopwords, "stem": self.stem, "emphasis": self.emphasis}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+
+@dataclass(frozen=True)
+class VectorizerSpec:
+    """Everything needed to rebuild the features, stored in manifest.json.
+
+    The defaults are the tutorial's HashingVectorizer: unigrams, 2**21
+    features, alternating signs, l2 norm applied by the hasher.
+    """
+
+    n_features: int = 2**21
+    ngram_range: tuple[int, int] = (1, 1)
+    binary: bool = False
+    alternate_sign: bool = True
+    hasher_norm: str | None = "l2"
+    stem: bool = False
+    emphasis: bool = False
+    # Per-feature scale (Naive-Bayes log-count ratio) then row l2 norm.
+    feature_weights: str | None = None
+    row_norm: bool = False
+    dtype: str = "float64"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ngram_range"] = list(self.ngram_range)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VectorizerSpec:
+        data = dict(data)
+        data["ngram_range"] = tuple(data.get("ngram_range", (1, 1)))
+        return cls(**data)
+
+
+class ReviewVectorizer:
+    """Review texts -> the classifier's feature rows (CSR, float32 or float64).
+
+    Stateless once built: hashing needs no vocabulary, and the optional
+    per-feature weights are fixed at training time, so the same object serves
+    training, evaluation and the web app in any number of processes.
+    """
+
+    def __init__(
+        self,
+        spec: VectorizerSpec,
+        stopwords: Iterable[str] = (),
+        weights: np.ndarray | None = None,
+    ) -> None:
+        if weights is not None and weights.shape != (spec.n_features,):
+            raise ValueError(
+                f"feature weights have shape {weights.shape}, expected ({spec.n_features},)"
+            )
+        self.spec = spec
+        self.tokenizer = Tokenizer(stopwords, stem=spec.stem, emphasis=spec.emphasis)
+        self.weights = weights
+        self.hasher = HashingVectorizer(
+            tokenizer=self.tokenizer,
+            token_pattern=None,
+            lowercase=False,
+            decode_error="ignore",
+            ngram_range=spec.ngram_range,
+            n_features=spec.n_features,
+            binary=spec.binary,
+            alternate_sign=spec.alternate_sign,
+            norm=spec.hasher_norm,
+            dtype=np.dtype(spec.dtype),
+        )
+        self._feature_hasher = FeatureHasher(
+            n_features=spec.n_features,
+            input_type="string",
+            alternate_sign=spec.alternate_sign,
+            dtype=self.hasher.dtype,
+        )
+
+    def raw_counts(self, docs: Sequence[str]) -> sp.csr_matrix:
+        """The hashed n-gram features before any weighting (for NB counts)."""
+        return sp.csr_matrix(self.hasher.transform(docs))
+
+    def transform(self, docs: Sequence[str]) -> sp.csr_matrix:
+        return self.finish(self.raw_counts(docs))
+
+    def finish(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """Raw hashed features -> final features: per-feature weights, then row l2 norm.
+
+        Works in place on ``X`` (fresh from :meth:`raw_counts` or a cache).
+        """
+        if self.spec.feature_weights is not None:
+            if self.weights is None:
+                raise ValueError("this vectorizer was built without its feature weights")
+            X.data *= self.weights[X.indices]
+        if self.spec.row_norm:
+            norms = np.sqrt(np.bincount(
+                np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)),
+                weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0],
+            ))
+            norms[norms == 0] = 1.0
+            X.data /= np.repeat(norms, np.diff(X.indptr)).astype(X.dtype)
+        return X
+
+    def ngrams(self, doc: str) -> list[str]:
+        """The distinct n-grams of one review, in order of first appearance."""
+        analyzer = self.hasher.build_analyzer()
+        return list(dict.fromkeys(analyzer(doc)))
+
+    def feature_index(self, grams: Sequence[str]) -> np.ndarray:
+        """Hash bucket of each n-gram, exactly as the hasher places it."""
+        if not grams:
+            return np.zeros(0, dtype=np.int64)
+        rows = sp.csr_matrix(self._feature_hasher.transform([[g] for g in grams]))
+        return rows.indices.astype(np.int64)
+
+
+def load_stopwords(pkl_dir: Path = PKL_DIR) -> list[str]:
+    with open(Path(pkl_dir) / "stopwords.pkl", "rb") as fh:
+        return list(pickle.load(fh))
+
+
+def load_vectorizer(pkl_dir: Path = PKL_DIR) -> ReviewVectorizer:
+    """Rebuild the exact vectorizer a training run saved into ``pkl_dir``."""
+    pkl_dir = Path(pkl_dir)
+    manifest = json.loads((pkl_dir / "manifest.json").read_text())
+    spec = VectorizerSpec.from_json(manifest["vectorizer"])
+    weights = None
+    if spec.feature_weights:
+        weights = np.load(pkl_dir / spec.feature_weights, allow_pickle=False)
+    return ReviewVectorizer(spec, load_stopwords(pkl_dir), weights)
+
+
+def __getattr__(name: str) -> Any:
+    # ``vect`` is built on first use, so importing this module (as training
+    # does, before any pickle exists) never needs pkl_objects/.
+    if name == "vect":
+        global vect
+        vect = load_vectorizer()
+        return vect
+    raise AttributeError(name)
