@@ -1,0 +1,291 @@
+"""The web app: review form, results, feedback, JSON API.
+
+``create_app`` builds it around one :class:`~learner.Learner`, which owns the
+live model and the feedback log. ``python app.py`` serves it with waitress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from feedback import FeedbackError, FeedbackLog
+from forms import MAX_REVIEW, MIN_REVIEW, FeedbackForm, ReviewForm
+from learner import Learner, LearnerConfig
+from model import SentimentModel
+from vectorizer import PKL_DIR
+
+ROOT = Path(__file__).resolve().parent
+MAX_BATCH = 1_000
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "MODEL_DIR": str(PKL_DIR),
+    "DATABASE": None,  # default: <instance>/reviews.sqlite
+    "MODELS_DIR": None,  # default: <instance>/models
+    "DURABLE_COMMITS": True,
+    "CHECKPOINT_EVERY": 200,
+    "CHECKPOINT_SECONDS": 60.0,
+    "GUARD": True,
+    "GUARD_MARGIN": 0.01,
+    "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+    "BACKGROUND_CHECKPOINTS": True,
+}
+
+
+def secret_key(instance: Path) -> str:
+    """SECRET_KEY from the environment, else one generated once into the instance folder."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_path=(config or {}).get("INSTANCE_PATH")
+                or os.environ.get("INSTANCE_PATH") or str(ROOT / "instance"))
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("SENTIMENT")
+    app.config.update(config or {})
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    app.config.setdefault("SECRET_KEY", None)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = secret_key(instance)
+    CSRFProtect(app)
+
+    model_dir = Path(app.config["MODEL_DIR"])
+    feedback = FeedbackLog(Path(app.config["DATABASE"] or instance / "reviews.sqlite"),
+                           durable=app.config["DURABLE_COMMITS"])
+    learner = Learner(
+        SentimentModel.load(model_dir),
+        feedback,
+        Path(app.config["MODELS_DIR"] or instance / "models"),
+        holdout_path=model_dir / "holdout.csv.gz",
+        config=LearnerConfig(
+            checkpoint_every=int(app.config["CHECKPOINT_EVERY"]),
+            checkpoint_seconds=float(app.config["CHECKPOINT_SECONDS"]),
+            guard=bool(app.config["GUARD"]),
+            guard_margin=float(app.config["GUARD_MARGIN"]),
+        ),
+    )
+    app.extensions["learner"] = learner
+    if app.config["BACKGROUND_CHECKPOINTS"]:
+        _start_checkpoint_timer(learner)
+
+    register_routes(app, learner)
+    register_api(app, learner)
+    register_errors(app)
+    from cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _start_checkpoint_timer(learner: Learner) -> None:
+    """Checkpoint every few seconds when verdicts are waiting, even with no traffic."""
+    interval = max(1.0, min(learner.config.checkpoint_seconds, 10.0))
+
+    def run() -> None:
+        while True:
+            threading.Event().wait(interval)
+            try:
+                learner.sync()
+            except Exception:  # keep the timer alive; the next request will retry
+                log.exception("background checkpoint failed")
+
+    threading.Thread(target=run, name="checkpoint-timer", daemon=True).start()
+
+
+def client_id() -> str:
+    return request.remote_addr or "unknown"
+
+
+# -- HTML pages ---------------------------------------------------------------
+def register_routes(app: Flask, learner: Learner) -> None:
+    @app.get("/")
+    def index():
+        return render_template("index.html", form=ReviewForm())
+
+    @app.post("/results")
+    def results():
+        form = ReviewForm()
+        if not form.validate_on_submit():
+            return render_template("index.html", form=form), 400
+        review = form.review.data
+        prediction_id, prediction, version = learner.predict([review], client_id())[0]
+        return render_template(
+            "results.html",
+            review=review,
+            prediction=prediction,
+            prediction_id=prediction_id,
+            model_version=version,
+            explanation=learner.model.explain(review),
+            form=FeedbackForm(prediction_id=str(prediction_id)),
+        )
+
+    @app.post("/thanks")
+    def thanks():
+        form = FeedbackForm()
+        verdict = form.verdict() if form.validate_on_submit() else None
+        if verdict is None:
+            abort(400, "This feedback form is incomplete or was tampered with. "
+                       "Please analyse your review again.")
+        stored = learner.verdict(int(form.prediction_id.data), verdict, client_id())
+        return render_template("thanks.html", verdict=stored)
+
+    @app.get("/thanks")
+    def thanks_get():
+        return redirect(url_for("index"))
+
+
+# -- JSON API -------------------------------------------------------------------
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def json_body() -> dict[str, Any]:
+    data = request.get_json(force=True, silent=True)
+    if data is None:
+        raise BadRequest("the request body must be a JSON object")
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object, not " + type(data).__name__)
+    return data
+
+
+def check_review(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string")
+    text = value.strip()
+    if not MIN_REVIEW <= len(text) <= MAX_REVIEW:
+        raise BadRequest(
+            f"{where} must be {MIN_REVIEW} to {MAX_REVIEW:,} characters long (got {len(text):,})"
+        )
+    return text
+
+
+def register_api(app: Flask, learner: Learner) -> None:
+    csrf = app.extensions["csrf"]
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return jsonify(error=exc.message), exc.status
+
+    @app.post("/api/predict")
+    @csrf.exempt
+    def api_predict():
+        data = json_body()
+        if ("review" in data) == ("reviews" in data):
+            raise BadRequest('give exactly one of "review" (a string) or "reviews" (a list)')
+        if "review" in data:
+            reviews = [check_review(data["review"], "review")]
+        else:
+            items = data["reviews"]
+            if not isinstance(items, list) or not items:
+                raise BadRequest('"reviews" must be a non-empty list of strings')
+            if len(items) > MAX_BATCH:
+                raise BadRequest(f'"reviews" holds {len(items):,} reviews; at most {MAX_BATCH:,}')
+            reviews = [check_review(r, f"reviews[{i}]") for i, r in enumerate(items)]
+        results = [
+            {"label": p.label, "probability": round(p.probability, 6),
+             "prediction_id": pid, "model_version": version}
+            for pid, p, version in learner.predict(reviews, client_id())
+        ]
+        return jsonify(results[0] if "review" in data else {"results": results})
+
+    @app.post("/api/feedback")
+    @csrf.exempt
+    def api_feedback():
+        data = json_body()
+        pid, correct = data.get("prediction_id"), data.get("correct")
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+            raise BadRequest('"prediction_id" must be a positive integer')
+        if not isinstance(correct, bool):
+            raise BadRequest('"correct" must be true or false')
+        verdict = learner.verdict(pid, correct, client_id())
+        return jsonify(feedback_id=verdict.id, prediction_id=pid, correct=correct,
+                       label=("negative", "positive")[verdict.label],
+                       model_version=learner.model_version), 201
+
+    @app.get("/api/health")
+    def api_health():
+        return jsonify(status="ok", **learner.status())
+
+
+# -- errors -----------------------------------------------------------------------
+def register_errors(app: Flask) -> None:
+    def wants_json() -> bool:
+        return request.path.startswith("/api/")
+
+    def render_error(status: int, message: str):
+        if wants_json():
+            return jsonify(error=message), status
+        return render_template("error.html", status=status, message=message), status
+
+    @app.errorhandler(FeedbackError)
+    def feedback_error(exc: FeedbackError):
+        return render_error(exc.status, str(exc))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return render_error(400, "The form expired or was tampered with (CSRF check failed). "
+                                 "Please reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        message = exc.description if status != 413 else (
+            f"The request is larger than the {app.config['MAX_CONTENT_LENGTH'] // 2**20} MB limit.")
+        response = render_error(status, message)
+        if status == 405:
+            response[0].headers["Allow"] = ", ".join(exc.valid_methods or [])
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return render_error(500, "Something went wrong on our side; nothing you sent was lost.")
+
+
+# -- serving ---------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the sentiment app with waitress.")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--debug", action="store_true", help="Flask's debug server (never in production)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app()
+    learner: Learner = app.extensions["learner"]
+    try:
+        if args.debug:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        else:
+            from waitress import serve
+
+            print(f"Serving on http://{args.host}:{args.port}", flush=True)
+            serve(app, host=args.host, port=args.port, threads=args.threads)
+    finally:
+        learner.close()
+
+
+if __name__ == "__main__":
+    main()

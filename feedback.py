@@ -1,0 +1,286 @@
+"""The SQLite log of predictions and verdicts.
+
+The feedback table is an ordered, append-only log: the served model is a
+deterministic function of (base model, the accepted rows in id order). So a
+verdict is committed here before anyone is thanked for it, and the learner
+only ever reads rows "after id N" in id order. SQLite serialises writers, so
+ids are handed out in commit order and no reader can see row N+1 before row N.
+
+Rows are never deleted. A quarantined verdict keeps its row (status and
+reason change); releasing it appends a fresh copy at the end of the log, so
+the model stays a function of the log in id order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    review TEXT NOT NULL,
+    label INTEGER NOT NULL CHECK (label IN (0, 1)),
+    probability REAL NOT NULL,
+    model_version TEXT NOT NULL,
+    client TEXT,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prediction_id INTEGER NOT NULL REFERENCES predictions(id),
+    correct INTEGER NOT NULL CHECK (correct IN (0, 1)),
+    label INTEGER NOT NULL CHECK (label IN (0, 1)),
+    status TEXT NOT NULL DEFAULT 'accepted'
+        CHECK (status IN ('accepted', 'quarantined', 'released')),
+    reason TEXT,
+    released_from INTEGER REFERENCES feedback(id),
+    client TEXT,
+    created TEXT NOT NULL
+);
+-- One verdict per prediction; a released copy re-uses its prediction.
+CREATE UNIQUE INDEX IF NOT EXISTS one_verdict_per_prediction
+    ON feedback(prediction_id) WHERE released_from IS NULL;
+CREATE INDEX IF NOT EXISTS feedback_status ON feedback(status, id);
+-- Bumped whenever accepted rows stop being accepted, so every process
+-- following the log knows to rebuild its model from a version.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
+"""
+
+
+class FeedbackError(Exception):
+    """A verdict that cannot be accepted; ``status`` is the HTTP status to answer."""
+
+    status = 400
+
+
+class UnknownPrediction(FeedbackError):
+    status = 404
+
+
+class DuplicateVerdict(FeedbackError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: int
+    review: str
+    label: int
+    probability: float
+    model_version: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    id: int
+    prediction_id: int
+    correct: bool
+    label: int
+    review: str
+    status: str
+    reason: str | None
+    released_from: int | None
+    created: str
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+_VERDICT_SELECT = """
+    SELECT f.id, f.prediction_id, f.correct, f.label, p.review, f.status, f.reason,
+           f.released_from, f.created
+    FROM feedback f JOIN predictions p ON p.id = f.prediction_id
+"""
+
+
+def _verdict(row: tuple) -> Verdict:
+    return Verdict(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], row[8])
+
+
+class FeedbackLog:
+    """Thread-safe access to the database: one connection per thread, WAL mode."""
+
+    def __init__(self, path: Path, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # FULL: a verdict survives power loss once acknowledged. NORMAL in
+        # WAL mode still survives the process being killed.
+        self._synchronous = "FULL" if durable else "NORMAL"
+        self._local = threading.local()
+        self._connect().executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, also used as a lock shared by every process."""
+        with self._transaction() as db:
+            yield db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- predictions ------------------------------------------------------
+    def add_predictions(
+        self,
+        rows: Sequence[tuple[str, int, float]],
+        model_version: str,
+        client: str | None = None,
+    ) -> list[int]:
+        """Store (review, label, probability) rows; returns their ids in order."""
+        created = now()
+        with self._transaction() as db:
+            ids = []
+            for review, label, probability in rows:
+                cur = db.execute(
+                    "INSERT INTO predictions (review, label, probability, model_version, client,"
+                    " created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (review, label, probability, model_version, client, created),
+                )
+                ids.append(cur.lastrowid)
+        return ids
+
+    def prediction(self, prediction_id: int) -> StoredPrediction | None:
+        row = self._connect().execute(
+            "SELECT id, review, label, probability, model_version, created"
+            " FROM predictions WHERE id = ?",
+            (prediction_id,),
+        ).fetchone()
+        return StoredPrediction(*row) if row else None
+
+    # -- verdicts ---------------------------------------------------------
+    def add_verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:
+        """Commit a verdict; the label learned is the prediction's, or its opposite."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT label FROM predictions WHERE id = ?", (prediction_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownPrediction(f"no prediction with id {prediction_id}")
+            label = row[0] if correct else 1 - row[0]
+            try:
+                cur = db.execute(
+                    "INSERT INTO feedback (prediction_id, correct, label, client, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (prediction_id, int(correct), label, client, now()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateVerdict(
+                    f"prediction {prediction_id} already has a verdict"
+                ) from exc
+            verdict_id = cur.lastrowid
+        return self.verdict(verdict_id)
+
+    def verdict(self, verdict_id: int) -> Verdict:
+        row = self._connect().execute(
+            _VERDICT_SELECT + " WHERE f.id = ?", (verdict_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownPrediction(f"no verdict with id {verdict_id}")
+        return _verdict(row)
+
+    def accepted_after(self, after_id: int, upto_id: int | None = None) -> list[Verdict]:
+        """Accepted verdicts with ``after_id < id <= upto_id``, in id order."""
+        sql = _VERDICT_SELECT + " WHERE f.id > ? AND f.status = 'accepted'"
+        args: tuple = (after_id,)
+        if upto_id is not None:
+            sql += " AND f.id <= ?"
+            args += (upto_id,)
+        rows = self._connect().execute(sql + " ORDER BY f.id", args).fetchall()
+        return [_verdict(r) for r in rows]
+
+    def verdicts(self, status: str | None = None) -> list[Verdict]:
+        sql = _VERDICT_SELECT
+        args: tuple = ()
+        if status:
+            sql += " WHERE f.status = ?"
+            args = (status,)
+        return [_verdict(r) for r in self._connect().execute(sql + " ORDER BY f.id", args)]
+
+    def head(self) -> tuple[int, int]:
+        """(highest verdict id, generation): a cheap "has anything changed?" probe."""
+        row = self._connect().execute(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM feedback),"
+            " (SELECT value FROM meta WHERE key = 'generation')"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def counts(self) -> dict[str, int]:
+        db = self._connect()
+        out = {"predictions": db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]}
+        for status, n in db.execute("SELECT status, COUNT(*) FROM feedback GROUP BY status"):
+            out[status] = n
+        return out
+
+    # -- quarantine (run inside ``exclusive()``) -----------------------------
+    @staticmethod
+    def quarantine(db: sqlite3.Connection, after_id: int, upto_id: int | None, reason: str) -> int:
+        """Flag accepted verdicts in (after_id, upto_id] as quarantined; bump the generation."""
+        sql = "UPDATE feedback SET status = 'quarantined', reason = ? WHERE status = 'accepted'"
+        sql += " AND id > ?"
+        args: tuple = (reason, after_id)
+        if upto_id is not None:
+            sql += " AND id <= ?"
+            args += (upto_id,)
+        changed = db.execute(sql, args).rowcount
+        if changed:
+            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+        return changed
+
+    def release(self, verdict_ids: Sequence[int]) -> list[int]:
+        """Re-append quarantined verdicts at the end of the log; returns the new ids."""
+        new_ids = []
+        with self._transaction() as db:
+            for verdict_id in verdict_ids:
+                row = db.execute(
+                    "SELECT prediction_id, correct, label, status, client FROM feedback"
+                    " WHERE id = ?", (verdict_id,),
+                ).fetchone()
+                if row is None:
+                    raise UnknownPrediction(f"no verdict with id {verdict_id}")
+                if row[3] != "quarantined":
+                    raise FeedbackError(f"verdict {verdict_id} is {row[3]}, not quarantined")
+                db.execute(
+                    "UPDATE feedback SET status = 'released' WHERE id = ?", (verdict_id,)
+                )
+                cur = db.execute(
+                    "INSERT INTO feedback (prediction_id, correct, label, released_from, client,"
+                    " created) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row[0], row[1], row[2], verdict_id, row[4], now()),
+                )
+                new_ids.append(cur.lastrowid)
+        return new_ids
+
+    def integrity_check(self) -> str:
+        return self._connect().execute("PRAGMA integrity_check").fetchone()[0]

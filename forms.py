@@ -1,0 +1,42 @@
+"""The two HTML forms. Flask-WTF adds a CSRF token to both."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, SubmitField, TextAreaField
+from wtforms.validators import InputRequired, Length, Regexp
+
+MIN_REVIEW = 15
+MAX_REVIEW = 20_000
+
+
+def strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ReviewForm(FlaskForm):
+    review = TextAreaField(
+        "Your movie review",
+        filters=[strip],
+        validators=[
+            InputRequired(message="Please write a review."),
+            Length(min=MIN_REVIEW, max=MAX_REVIEW,
+                   message=f"A review must be {MIN_REVIEW} to {MAX_REVIEW:,} characters long."),
+        ],
+    )
+    submit = SubmitField("Analyse")
+
+
+class FeedbackForm(FlaskForm):
+    """Carries only the prediction id and the verdict: the server never trusts
+    a review text or a label sent back by the browser."""
+
+    prediction_id = HiddenField(validators=[InputRequired(), Regexp(r"^[0-9]{1,18}$")])
+    correct = SubmitField("Correct")
+    incorrect = SubmitField("Incorrect")
+
+    def verdict(self) -> bool | None:
+        """True/False for the button pressed; None if it is not exactly one."""
+        if self.correct.data == self.incorrect.data:
+            return None
+        return bool(self.correct.data)

@@ -1,0 +1,252 @@
+"""Applies stored feedback to the live model exactly once, checkpoints it, guards it.
+
+Invariant: the live model equals the base model after ``partial_fit`` on every
+*accepted* verdict of the log, one at a time, in id order. Everything here
+keeps that true:
+
+* a verdict is committed to the log first, then :meth:`Learner.sync` applies
+  every accepted row after ``applied_id``, in id order, under a lock;
+* a checkpoint stores the state with the last id it contains, so a restart
+  (clean or ``kill -9``) loads it and replays only newer rows;
+* the guard scores a checkpoint on the shipped holdout before it becomes
+  current; if accuracy fell more than the margin, the rows since the last
+  good version are quarantined (kept, flagged, not applied) and every process
+  rebuilds from that version, because the log's generation changed;
+* several processes sharing the instance folder follow the same log, so they
+  converge on bit-identical models.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from feedback import FeedbackLog, Verdict
+from model import ModelState, Prediction, SentimentModel
+from versions import BASE, VersionInfo, VersionStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    checkpoint_every: int = 200  # verdicts applied since the last version
+    checkpoint_seconds: float = 60.0  # ... or this long with unsaved verdicts
+    guard: bool = True
+    guard_margin: float = 0.01  # 1 accuracy point on the holdout
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    published: VersionInfo | None
+    quarantined: int
+    accuracy: float | None
+    threshold: float | None
+
+
+def load_holdout(path: Path) -> tuple[list[str], np.ndarray]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        frame = pd.read_csv(fh, dtype={"review": str})
+    return frame["review"].tolist(), frame["sentiment"].to_numpy()
+
+
+class Learner:
+    def __init__(
+        self,
+        base: SentimentModel,
+        feedback: FeedbackLog,
+        models_dir: Path,
+        holdout_path: Path | None = None,
+        config: LearnerConfig | None = None,
+    ) -> None:
+        self.base = base
+        self.feedback = feedback
+        self.config = config or LearnerConfig()
+        self.store = VersionStore(models_dir, base.base_id, base.state())
+        self._holdout_path = holdout_path if holdout_path and holdout_path.is_file() else None
+        self._holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+        self._base_accuracy: float | None = None
+        self._lock = threading.RLock()
+        self.model = base.clone()
+        self.version: VersionInfo = self.store.base_info
+        self.applied_id = 0
+        self.generation = -1
+        self._unsaved = 0
+        self._last_checkpoint = time.monotonic()
+        with self._lock:
+            self._reload()
+
+    # -- following the log ------------------------------------------------
+    def _reload(self) -> None:
+        """Rebuild from the current version and replay the newer accepted rows."""
+        _, self.generation = self.feedback.head()
+        self.version, state = self.store.load_current()
+        self.model.set_state(state)
+        self.applied_id = self.version.last_feedback_id
+        self._unsaved = 0
+        self._apply(self.feedback.accepted_after(self.applied_id))
+
+    def _apply(self, verdicts: list[Verdict]) -> None:
+        for verdict in verdicts:
+            self.model.learn(verdict.review, verdict.label)
+            self.applied_id = verdict.id
+            self._unsaved += 1
+
+    def sync(self) -> None:
+        """Catch up with the log (new rows, or a quarantine elsewhere); cheap when idle."""
+        head_id, generation = self.feedback.head()
+        if head_id <= self.applied_id and generation == self.generation:
+            return
+        with self._lock:
+            _, generation = self.feedback.head()
+            if generation != self.generation:
+                self._reload()
+            else:
+                self._apply(self.feedback.accepted_after(self.applied_id))
+            if self._checkpoint_due():
+                self.checkpoint()
+
+    def _checkpoint_due(self) -> bool:
+        if self._unsaved == 0:
+            return False
+        return (self._unsaved >= self.config.checkpoint_every
+                or time.monotonic() - self._last_checkpoint >= self.config.checkpoint_seconds)
+
+    @property
+    def model_version(self) -> str:
+        """The version in force plus the last verdict applied on top of it."""
+        return f"{self.version.name}+{self.applied_id}"
+
+    # -- the two things the app does -------------------------------------
+    def predict(self, reviews: list[str], client: str | None = None
+                ) -> list[tuple[int, Prediction, str]]:
+        """Predict and record each prediction; returns (prediction id, prediction, version)."""
+        self.sync()
+        model, version = self.model, self.model_version
+        predictions = model.predict(reviews)
+        ids = self.feedback.add_predictions(
+            [(r, int(p.label == "positive"), p.probability)
+             for r, p in zip(reviews, predictions, strict=True)],
+            version, client,
+        )
+        return [(i, p, version) for i, p in zip(ids, predictions, strict=True)]
+
+    def verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:
+        """Commit a verdict, then apply it (and anything before it) to the live model."""
+        verdict = self.feedback.add_verdict(prediction_id, correct, client)
+        self.sync()
+        return verdict
+
+    # -- checkpoints and the guard -----------------------------------------
+    def holdout(self) -> tuple[sp.csr_matrix, np.ndarray] | None:
+        if self._holdout is None and self._holdout_path is not None:
+            texts, y = load_holdout(self._holdout_path)
+            self._holdout = (self.model.transform(texts), y)
+        return self._holdout
+
+    def holdout_accuracy(self, state: ModelState | None = None) -> float | None:
+        data = self.holdout()
+        if data is None:
+            return None
+        model = self.model
+        if state is not None:
+            model = self.model.clone()
+            model.set_state(state)
+        return model.accuracy(*data)
+
+    def base_accuracy(self) -> float | None:
+        if self._base_accuracy is None:
+            self._base_accuracy = self.holdout_accuracy(self.store.base_state)
+        return self._base_accuracy
+
+    def checkpoint(self, force: bool = False) -> GuardResult | None:
+        """Score the live model; publish it as a version, or quarantine what hurt it."""
+        with self._lock, self.feedback.exclusive() as db:
+            _, generation = self.feedback.head()
+            if generation != self.generation:
+                self._reload()
+            # Nobody can append while we hold the write lock: take every row.
+            self._apply(self.feedback.accepted_after(self.applied_id))
+            current = self.store.info(self.store.current_name())
+            self._last_checkpoint = time.monotonic()
+            if current.last_feedback_id >= self.applied_id and not force:
+                self._unsaved = 0
+                return None  # another process already saved this state
+            accuracy = self.holdout_accuracy() if self.config.guard else None
+            threshold = None
+            if accuracy is not None:
+                last_good = current.holdout_accuracy
+                if last_good is None:
+                    last_good = self.holdout_accuracy(self.store.load(current.name)[1])
+                threshold = max(last_good, self.base_accuracy() or 0.0) - self.config.guard_margin
+            if threshold is not None and accuracy < threshold:
+                reason = (f"guard: holdout accuracy {accuracy:.4f} < {threshold:.4f} "
+                          f"(last good {current.name}, margin {self.config.guard_margin})")
+                n = self.feedback.quarantine(db, current.last_feedback_id, self.applied_id, reason)
+                log.warning("quarantined %d verdicts: %s", n, reason)
+                self.generation = -1  # rebuild from the last good version below
+                result = GuardResult(None, n, accuracy, threshold)
+            else:
+                info = self.store.write(self.model.state(), current.name,
+                                        current.last_feedback_id + 1, self.applied_id, accuracy)
+                self.version = info
+                self._unsaved = 0
+                result = GuardResult(info, 0, accuracy, threshold)
+        if result.published is None:
+            with self._lock:
+                self._reload()
+        return result
+
+    def rollback(self, name: str) -> int:
+        """Make ``name`` (an ancestor of the current version) current again.
+
+        The verdicts applied after it are quarantined with the reason, so the
+        model is still the base plus the accepted log; returns how many.
+        """
+        with self._lock, self.feedback.exclusive() as db:
+            chain = self.store.chain()
+            if name not in chain:
+                raise ValueError(f"{name} is not the current version or one of its ancestors: "
+                                 f"{', '.join(chain)}")
+            info, _ = self.store.load(name)
+            n = self.feedback.quarantine(db, info.last_feedback_id, None,
+                                         f"operator rollback to {name}")
+            self.store.set_current(name)
+            self.generation = -1
+        with self._lock:
+            self._reload()
+        return n
+
+    def rebuild(self) -> SentimentModel:
+        """Replay the whole accepted log onto the base model, from scratch."""
+        model = self.base.clone()
+        model.set_state(self.store.base_state)
+        for verdict in self.feedback.accepted_after(0):
+            model.learn(verdict.review, verdict.label)
+        return model
+
+    def close(self) -> None:
+        """Save what is unsaved, so the next start replays nothing."""
+        if self._unsaved:
+            self.checkpoint()
+
+    def status(self) -> dict:
+        return {
+            "model_version": self.model_version,
+            "version": self.version.name,
+            "applied_feedback_id": self.applied_id,
+            "unsaved_verdicts": self._unsaved,
+            "base": self.base.base_id,
+            "preset": self.base.manifest.get("preset"),
+        }
+
+
+__all__ = ["BASE", "GuardResult", "Learner", "LearnerConfig", "load_holdout"]

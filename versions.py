@@ -1,0 +1,156 @@
+"""Model versions on disk: the base model plus the feedback it has absorbed.
+
+A version is ``NAME.npz`` (the :class:`~model.ModelState`) and ``NAME.json``
+(parent, range of feedback ids it contains, holdout accuracy, sha256 of the
+npz, base model id, time). ``CURRENT`` names the version in force and is
+switched by an atomic rename. A version whose checksum, base model or JSON
+does not check out is skipped with a log line, and its parent is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from model import ModelState, atomic_write, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+BASE = "base"
+NAME = re.compile(r"^v(\d{6})$")
+
+
+class CorruptVersion(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    parent: str | None
+    first_feedback_id: int | None  # first verdict id this version adds to its parent
+    last_feedback_id: int  # every accepted verdict with id <= this is in the model
+    holdout_accuracy: float | None
+    sha256: str | None
+    base_id: str
+    created: str
+    reason: str = "checkpoint"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class VersionStore:
+    def __init__(self, folder: Path, base_id: str, base_state: ModelState,
+                 base_accuracy: float | None = None) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.base_id = base_id
+        self.base_state = base_state
+        self.base_info = VersionInfo(BASE, None, None, 0, base_accuracy, None, base_id, "")
+
+    def _path(self, name: str, suffix: str) -> Path:
+        return self.folder / f"{name}{suffix}"
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("v*.json") if NAME.match(p.stem))
+
+    def current_name(self) -> str:
+        try:
+            name = (self.folder / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return BASE
+        return name if name == BASE or NAME.match(name) else BASE
+
+    def set_current(self, name: str) -> None:
+        atomic_write(self.folder / "CURRENT", f"{name}\n".encode())
+
+    def info(self, name: str) -> VersionInfo:
+        if name == BASE:
+            return self.base_info
+        try:
+            data = json.loads(self._path(name, ".json").read_text())
+            info = VersionInfo(**data)
+        except (OSError, ValueError, TypeError) as exc:
+            raise CorruptVersion(f"{name}: unreadable manifest ({exc})") from exc
+        if info.base_id != self.base_id:
+            raise CorruptVersion(f"{name}: made from another base model ({info.base_id})")
+        return info
+
+    def load(self, name: str) -> tuple[VersionInfo, ModelState]:
+        info = self.info(name)
+        if name == BASE:
+            return info, self.base_state
+        try:
+            data = self._path(name, ".npz").read_bytes()
+        except OSError as exc:
+            raise CorruptVersion(f"{name}: state file missing ({exc})") from exc
+        if sha256_bytes(data) != info.sha256:
+            raise CorruptVersion(f"{name}: state file does not match its sha256")
+        try:
+            state = ModelState.from_bytes(data)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CorruptVersion(f"{name}: state file unreadable ({exc})") from exc
+        if state.coef.shape != self.base_state.coef.shape:
+            raise CorruptVersion(f"{name}: state does not fit the base model")
+        return info, state
+
+    def load_current(self) -> tuple[VersionInfo, ModelState]:
+        """The current version, or its nearest valid ancestor (ultimately the base)."""
+        name: str | None = self.current_name()
+        while name is not None and name != BASE:
+            try:
+                return self.load(name)
+            except CorruptVersion as exc:
+                log.warning("skipping model version %s", exc)
+                name = self._parent_of(name)
+        return self.load(BASE)
+
+    def _parent_of(self, name: str) -> str | None:
+        try:
+            return json.loads(self._path(name, ".json").read_text()).get("parent") or BASE
+        except (OSError, ValueError):
+            # No readable manifest: fall back to the newest older version.
+            older = [n for n in self.names() if n < name]
+            return older[-1] if older else BASE
+
+    def chain(self, name: str | None = None) -> list[str]:
+        """``name`` (default: current) and its ancestors, newest first, ending with base."""
+        out = []
+        node: str | None = name or self.current_name()
+        while node is not None:
+            out.append(node)
+            if node == BASE:
+                break
+            node = self._parent_of(node)
+        return out
+
+    def write(self, state: ModelState, parent: str, first_id: int | None, last_id: int,
+              holdout_accuracy: float | None, reason: str = "checkpoint") -> VersionInfo:
+        """Persist a new version (state first, manifest last) and make it current."""
+        existing = self.names()
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        name = f"v{number:06d}"
+        data = state.to_bytes()
+        atomic_write(self._path(name, ".npz"), data)
+        info = VersionInfo(
+            name=name, parent=parent, first_feedback_id=first_id, last_feedback_id=last_id,
+            holdout_accuracy=holdout_accuracy, sha256=sha256_bytes(data), base_id=self.base_id,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), reason=reason,
+        )
+        atomic_write(self._path(name, ".json"), (json.dumps(info.to_json(), indent=2) + "\n").encode())
+        self.set_current(name)
+        return info
+
+    def list(self) -> list[VersionInfo]:
+        infos = [self.base_info]
+        for name in self.names():
+            try:
+                infos.append(self.info(name))
+            except CorruptVersion as exc:
+                log.warning("skipping model version %s", exc)
+        return infos
