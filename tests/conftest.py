@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny model trained by the real pipeline, and app factories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.fakes import write_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
+SHARED_NLTK = ROOT.parent / "shared" / "nltk_data"
+
+if SHARED_NLTK.is_dir():
+    os.environ.setdefault("NLTK_DATA", str(SHARED_NLTK))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default preset, shrunk, trained on generated reviews: same code path as production."""
+    from train.presets import DEFAULT, OFFICIAL_TEST
+    from train.train import run
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    csv_path = write_csv(folder / "reviews.csv")
+    preset = replace(DEFAULT, holdout=100, batch_size=100, epochs=3,
+                     evaluations=(OFFICIAL_TEST,),
+                     vectorizer=replace(DEFAULT.vectorizer, n_features=2**16))
+    run(preset, None, csv_path, folder / "pkl", None, workers=1, skip_csv=True, progress=False)
+    return folder / "pkl"
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Flask]:
+    """Build apps on one temporary instance folder (call again to "restart")."""
+    apps: list[Flask] = []
+
+    def factory(**config: Any) -> Flask:
+        settings = {"INSTANCE_PATH": str(tmp_path / "instance"), "MODEL_DIR": str(tiny_model_dir),
+                    "TESTING": True, "BACKGROUND_CHECKPOINTS": False, **config}
+        app = create_app(settings)
+        apps.append(app)
+        return app
+
+    from app import create_app
+
+    yield factory
+    for app in apps:
+        app.extensions["learner"].feedback.close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(WTF_CSRF_ENABLED=False)
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
