@@ -7,6 +7,7 @@ live model and the feedback log. ``python app.py`` serves it with waitress.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -14,11 +15,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from feedback import FeedbackError, FeedbackLog
+from feedback import FeedbackError, FeedbackLog, UnknownPrediction
 from forms import MAX_REVIEW, MIN_REVIEW, FeedbackForm, ReviewForm
 from learner import Learner, LearnerConfig
 from model import SentimentModel
@@ -154,28 +165,42 @@ def register_routes(app: Flask, learner: Learner) -> None:
 
 
 # -- JSON API -------------------------------------------------------------------
-class BadRequest(Exception):
+class ApiError(Exception):
+    """A JSON API request that cannot be served; answered as {"error": message}."""
+
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
 
 
+JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
+              bool: "boolean", type(None): "null"}
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
+
 def json_body() -> dict[str, Any]:
-    data = request.get_json(force=True, silent=True)
-    if data is None:
-        raise BadRequest("the request body must be a JSON object")
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting
+        raise ApiError("the request body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object, not " + type(data).__name__)
+        raise ApiError("the request body must be a JSON object, not "
+                       + JSON_TYPES.get(type(data), type(data).__name__))
     return data
 
 
 def check_review(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string")
+        raise ApiError(f"{where} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" from a JSON escape
+        raise ApiError(f"{where} is not valid Unicode text") from None
     text = value.strip()
     if not MIN_REVIEW <= len(text) <= MAX_REVIEW:
-        raise BadRequest(
+        raise ApiError(
             f"{where} must be {MIN_REVIEW} to {MAX_REVIEW:,} characters long (got {len(text):,})"
         )
     return text
@@ -184,8 +209,8 @@ def check_review(value: Any, where: str) -> str:
 def register_api(app: Flask, learner: Learner) -> None:
     csrf = app.extensions["csrf"]
 
-    @app.errorhandler(BadRequest)
-    def bad_request(exc: BadRequest):
+    @app.errorhandler(ApiError)
+    def bad_request(exc: ApiError):
         return jsonify(error=exc.message), exc.status
 
     @app.post("/api/predict")
@@ -193,15 +218,15 @@ def register_api(app: Flask, learner: Learner) -> None:
     def api_predict():
         data = json_body()
         if ("review" in data) == ("reviews" in data):
-            raise BadRequest('give exactly one of "review" (a string) or "reviews" (a list)')
+            raise ApiError('give exactly one of "review" (a string) or "reviews" (a list)')
         if "review" in data:
             reviews = [check_review(data["review"], "review")]
         else:
             items = data["reviews"]
             if not isinstance(items, list) or not items:
-                raise BadRequest('"reviews" must be a non-empty list of strings')
+                raise ApiError('"reviews" must be a non-empty list of strings')
             if len(items) > MAX_BATCH:
-                raise BadRequest(f'"reviews" holds {len(items):,} reviews; at most {MAX_BATCH:,}')
+                raise ApiError(f'"reviews" holds {len(items):,} reviews; at most {MAX_BATCH:,}')
             reviews = [check_review(r, f"reviews[{i}]") for i, r in enumerate(items)]
         results = [
             {"label": p.label, "probability": round(p.probability, 6),
@@ -216,9 +241,11 @@ def register_api(app: Flask, learner: Learner) -> None:
         data = json_body()
         pid, correct = data.get("prediction_id"), data.get("correct")
         if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
-            raise BadRequest('"prediction_id" must be a positive integer')
+            raise ApiError('"prediction_id" must be a positive integer')
         if not isinstance(correct, bool):
-            raise BadRequest('"correct" must be true or false')
+            raise ApiError('"correct" must be true or false')
+        if pid > MAX_ID:  # cannot exist; SQLite would overflow on it
+            raise UnknownPrediction(f"no prediction with id {pid}")
         verdict = learner.verdict(pid, correct, client_id())
         return jsonify(feedback_id=verdict.id, prediction_id=pid, correct=correct,
                        label=("negative", "positive")[verdict.label],
@@ -230,14 +257,22 @@ def register_api(app: Flask, learner: Learner) -> None:
 
 
 # -- errors -----------------------------------------------------------------------
+def size_text(n: int) -> str:
+    """4096 -> '4 KB', 32 MiB -> '32 MB', 1000 -> '1,000 bytes'."""
+    for unit, scale in (("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:,} bytes"
+
+
 def register_errors(app: Flask) -> None:
     def wants_json() -> bool:
         return request.path.startswith("/api/")
 
-    def render_error(status: int, message: str):
+    def render_error(status: int, message: str) -> Response:
         if wants_json():
-            return jsonify(error=message), status
-        return render_template("error.html", status=status, message=message), status
+            return make_response(jsonify(error=message), status)
+        return make_response(render_template("error.html", status=status, message=message), status)
 
     @app.errorhandler(FeedbackError)
     def feedback_error(exc: FeedbackError):
@@ -251,11 +286,15 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
-        message = exc.description if status != 413 else (
-            f"The request is larger than the {app.config['MAX_CONTENT_LENGTH'] // 2**20} MB limit.")
+        message = exc.description
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = (f"The request is larger than the {size_text(limit)} limit."
+                       if limit and (request.content_length or 0) > limit
+                       else "The request is too large.")
         response = render_error(status, message)
         if status == 405:
-            response[0].headers["Allow"] = ", ".join(exc.valid_methods or [])
+            response.headers["Allow"] = ", ".join(exc.valid_methods or [])
         return response
 
     @app.errorhandler(Exception)
@@ -270,9 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
-    parser.add_argument("--debug", action="store_true", help="Flask's debug server (never in production)")
+    parser.add_argument("--debug", action="store_true",
+                        help="Flask's debug server (never in production)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
     learner: Learner = app.extensions["learner"]
     try:

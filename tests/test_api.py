@@ -1,0 +1,278 @@
+"""The JSON API: /api/predict, /api/feedback, /api/health and its error answers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+POSITIVE_REVIEW = ("A wonderful and brilliant film. The cast was superb, the story moving "
+                   "and the ending beautiful. I loved it.")
+NEGATIVE_REVIEW = ("An awful and boring film. The plot was terrible, the script dull "
+                   "and the ending a mess. What a waste.")
+
+
+def query(app: Flask, sql: str, *args) -> list[tuple]:
+    path = Path(app.instance_path) / "reviews.sqlite"
+    assert path.is_file()
+    with sqlite3.connect(path) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def counts(app: Flask) -> tuple[int, int]:
+    """(predictions, feedback) rows."""
+    return (query(app, "SELECT COUNT(*) FROM predictions")[0][0],
+            query(app, "SELECT COUNT(*) FROM feedback")[0][0])
+
+
+def p_positive(result: dict) -> float:
+    return result["probability"] if result["label"] == "positive" else 1 - result["probability"]
+
+
+def predict(client, review: str) -> dict:
+    response = client.post("/api/predict", json={"review": review})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def assert_error(response, status: int, message: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert message in body["error"]
+
+
+# -- /api/predict ------------------------------------------------------------------------
+def test_predict_one(app: Flask, client) -> None:
+    result = predict(client, "  " + POSITIVE_REVIEW + "\n")
+    assert set(result) == {"label", "probability", "prediction_id", "model_version"}
+    assert result["label"] == "positive"
+    assert 0.5 <= result["probability"] <= 1.0
+    assert result["model_version"] == "base+0"
+    rows = query(app, "SELECT id, review, label, probability, model_version FROM predictions")
+    assert rows == [(result["prediction_id"], POSITIVE_REVIEW, 1,
+                     pytest.approx(result["probability"], abs=1e-6), "base+0")]
+    negative = predict(client, NEGATIVE_REVIEW)
+    assert negative["label"] == "negative" and negative["probability"] >= 0.5
+    assert negative["prediction_id"] == result["prediction_id"] + 1
+
+
+def test_predict_batch_keeps_order(app: Flask, client) -> None:
+    reviews = [POSITIVE_REVIEW, NEGATIVE_REVIEW, NEGATIVE_REVIEW + " Dull.",
+               POSITIVE_REVIEW + " Great!", "The film was superb and gripping."]
+    response = client.post("/api/predict", json={"reviews": reviews})
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert [r["label"] for r in results] == [
+        "positive", "negative", "negative", "positive", "positive"]
+    ids = [r["prediction_id"] for r in results]
+    assert ids == list(range(ids[0], ids[0] + 5))
+    stored = query(app, "SELECT id, review FROM predictions ORDER BY id")
+    assert stored == list(zip(ids, reviews, strict=True))
+    for review, result in zip(reviews, results, strict=True):
+        assert predict(client, review)["probability"] == result["probability"]
+
+
+def test_predict_batch_of_the_maximum_size(app: Flask, client) -> None:
+    response = client.post("/api/predict", json={"reviews": [POSITIVE_REVIEW] * 1000})
+    assert response.status_code == 200
+    assert len(response.get_json()["results"]) == 1000
+    assert counts(app) == (1000, 0)
+
+
+LONG = "wonderful " * 2000 + "x"  # 20,001 characters
+BAD_PREDICT: dict[str, tuple[str | bytes, str]] = {
+    "not json": ("review=hello", "not valid JSON"),
+    "truncated json": ('{"review": "a wonderful film indeed"', "not valid JSON"),
+    "empty body": ("", "not valid JSON"),
+    "invalid utf-8": (b'{"review": "\xff\xfe wonderful brilliant film"}', "not valid JSON"),
+    "deeply nested": ("[" * 100_000 + "]" * 100_000, "not valid JSON"),  # was a 500
+    "array": ('["a wonderful brilliant film"]', "must be a JSON object, not array"),
+    "string": ('"a wonderful brilliant film"', "must be a JSON object, not string"),
+    "null": ("null", "must be a JSON object, not null"),
+    "number": ("42", "must be a JSON object, not number"),
+    "no field": ('{"text": "a wonderful brilliant film"}', "exactly one of"),
+    "both fields": (json.dumps({"review": POSITIVE_REVIEW, "reviews": [POSITIVE_REVIEW]}),
+                    "exactly one of"),
+    "review not a string": ('{"review": 12345678901234567890}', "review must be a string"),
+    "review a list": (json.dumps({"review": [POSITIVE_REVIEW]}), "review must be a string"),
+    "review null": ('{"review": null}', "review must be a string"),
+    "empty review": ('{"review": ""}', "15 to 20,000 characters long (got 0)"),
+    "blank review": ('{"review": "   \\n\\t     \\n         "}', "(got 0)"),
+    "short review": ('{"review": "   too short    "}', "(got 9)"),
+    "long review": (json.dumps({"review": LONG}), "(got 20,001)"),
+    "lone surrogate": ('{"review": "a wonderful brilliant film \\ud800"}',  # was a 500
+                       "review is not valid Unicode text"),
+    "reviews not a list": (json.dumps({"reviews": POSITIVE_REVIEW}), "non-empty list"),
+    "reviews empty": ('{"reviews": []}', "non-empty list"),
+    "reviews item not a string": (json.dumps({"reviews": [POSITIVE_REVIEW, 7]}),
+                                  "reviews[1] must be a string"),
+    "reviews item null": (json.dumps({"reviews": [None]}), "reviews[0] must be a string"),
+    "reviews item short": (json.dumps({"reviews": [POSITIVE_REVIEW, POSITIVE_REVIEW, "short"]}),
+                           "reviews[2] must be 15 to 20,000 characters long"),
+    "reviews item long": (json.dumps({"reviews": [LONG]}), "reviews[0] must be 15"),
+    "1,001 reviews": (json.dumps({"reviews": [POSITIVE_REVIEW] * 1001}),
+                      '"reviews" holds 1,001 reviews; at most 1,000'),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PREDICT)
+def test_predict_rejects_bad_requests(app: Flask, client, case: str) -> None:
+    body, message = BAD_PREDICT[case]
+    response = client.post("/api/predict", data=body, content_type="application/json")
+    assert_error(response, 400, message)
+    assert counts(app) == (0, 0)
+
+
+def test_predict_needs_no_content_type(client) -> None:
+    response = client.post("/api/predict", data=json.dumps({"review": POSITIVE_REVIEW}),
+                           content_type="text/plain")
+    assert response.status_code == 200
+    assert response.get_json()["label"] == "positive"
+
+
+# -- /api/feedback ---------------------------------------------------------------------------
+def test_feedback_is_stored_and_201(app: Flask, client) -> None:
+    pid = predict(client, POSITIVE_REVIEW)["prediction_id"]
+    response = client.post("/api/feedback", json={"prediction_id": pid, "correct": False})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["prediction_id"] == pid and body["correct"] is False
+    assert body["label"] == "negative"
+    assert body["model_version"] == "base+1"
+    assert query(app, "SELECT id, prediction_id, correct, label, status FROM feedback") == [
+        (body["feedback_id"], pid, 0, 0, "accepted")]
+
+
+def test_incorrect_verdict_moves_the_next_prediction(app: Flask, client) -> None:
+    before = predict(client, POSITIVE_REVIEW)
+    assert before["label"] == "positive"
+    response = client.post("/api/feedback",
+                           json={"prediction_id": before["prediction_id"], "correct": False})
+    assert response.status_code == 201
+    after = predict(client, POSITIVE_REVIEW)  # no sleep, no retry: applied before the 201
+    assert p_positive(after) < p_positive(before) - 1e-4
+    assert after["model_version"] != before["model_version"]
+    assert after["model_version"] == response.get_json()["model_version"]
+    health = client.get("/api/health").get_json()
+    assert health["model_version"] == after["model_version"]
+
+
+def test_correct_verdict_on_a_negative_review_does_not_raise_p_positive(client) -> None:
+    before = predict(client, NEGATIVE_REVIEW)
+    assert before["label"] == "negative"
+    response = client.post("/api/feedback",
+                           json={"prediction_id": before["prediction_id"], "correct": True})
+    assert response.status_code == 201
+    after = predict(client, NEGATIVE_REVIEW)
+    assert p_positive(after) <= p_positive(before)  # tiny (rounded) step: already confident
+    assert after["model_version"] != before["model_version"]
+
+
+BAD_FEEDBACK: dict[str, tuple[str, int, str]] = {
+    "not json": ("prediction_id=1&correct=true", 400, "not valid JSON"),
+    "array": ("[1, true]", 400, "must be a JSON object, not array"),
+    "no fields": ("{}", 400, '"prediction_id" must be a positive integer'),
+    "no correct": ('{"prediction_id": 1}', 400, '"correct" must be true or false'),
+    "no id": ('{"correct": true}', 400, '"prediction_id" must be a positive integer'),
+    "bool as id": ('{"prediction_id": true, "correct": true}', 400, "positive integer"),
+    "string id": ('{"prediction_id": "1", "correct": true}', 400, "positive integer"),
+    "float id": ('{"prediction_id": 1.0, "correct": true}', 400, "positive integer"),
+    "zero id": ('{"prediction_id": 0, "correct": true}', 400, "positive integer"),
+    "negative id": ('{"prediction_id": -1, "correct": true}', 400, "positive integer"),
+    "string correct": ('{"prediction_id": 1, "correct": "true"}', 400, "true or false"),
+    "int correct": ('{"prediction_id": 1, "correct": 1}', 400, "true or false"),
+    "null correct": ('{"prediction_id": 1, "correct": null}', 400, "true or false"),
+    "unknown id": ('{"prediction_id": 999, "correct": true}', 404, "no prediction with id 999"),
+    "huge id": ('{"prediction_id": 1' + "0" * 30 + ', "correct": true}', 404,  # was a 500
+                "no prediction with id"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FEEDBACK)
+def test_feedback_rejects_bad_requests(app: Flask, client, case: str) -> None:
+    predict(client, POSITIVE_REVIEW)  # prediction 1 exists
+    body, status, message = BAD_FEEDBACK[case]
+    response = client.post("/api/feedback", data=body, content_type="application/json")
+    assert_error(response, status, message)
+    assert counts(app) == (1, 0)
+    assert app.extensions["learner"].applied_id == 0
+
+
+def test_repeated_feedback_is_409(app: Flask, client) -> None:
+    pid = predict(client, POSITIVE_REVIEW)["prediction_id"]
+    assert client.post("/api/feedback",
+                       json={"prediction_id": pid, "correct": True}).status_code == 201
+    version = client.get("/api/health").get_json()["model_version"]
+    response = client.post("/api/feedback", json={"prediction_id": pid, "correct": False})
+    assert_error(response, 409, f"prediction {pid} already has a verdict")
+    assert query(app, "SELECT correct, label FROM feedback") == [(1, 1)]
+    assert client.get("/api/health").get_json()["model_version"] == version
+
+
+# -- health, routing, limits ------------------------------------------------------------------
+def test_health(client) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["model_version"] == "base+0"
+
+
+def test_unknown_api_route_is_404_json(client) -> None:
+    assert_error(client.get("/api/nope"), 404, "not found")
+    assert_error(client.post("/api/predictions", json={"review": POSITIVE_REVIEW}), 404,
+                 "not found")
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/api/predict", "POST"), ("PUT", "/api/predict", "POST"),
+    ("GET", "/api/feedback", "POST"), ("POST", "/api/health", "GET"),
+    ("DELETE", "/api/health", "GET"),
+])
+def test_wrong_method_is_405_json(app: Flask, client, method: str, path: str,
+                                  allowed: str) -> None:
+    response = client.open(path, method=method, json={"review": POSITIVE_REVIEW})
+    assert_error(response, 405, "not allowed")
+    assert allowed in response.headers["Allow"]
+    assert counts(app) == (0, 0)
+
+
+def test_oversized_body_is_413_json(make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False, MAX_CONTENT_LENGTH=4096)
+    client = app.test_client()
+    response = client.post("/api/predict", json={"review": "wonderful " * 1000})
+    assert_error(response, 413, "larger than the 4 KB limit")
+    response = client.post("/api/predict", json={"reviews": [POSITIVE_REVIEW] * 100})
+    assert_error(response, 413, "4 KB")
+    assert counts(app) == (0, 0)
+    assert predict(client, POSITIVE_REVIEW)["label"] == "positive"  # small bodies still served
+
+
+def test_api_needs_no_csrf_token_when_csrf_is_on(make_app: Callable[..., Flask]) -> None:
+    app = make_app()  # CSRF on: the HTML forms need a token, JSON clients do not
+    client = app.test_client()
+    pid = predict(client, POSITIVE_REVIEW)["prediction_id"]
+    response = client.post("/api/feedback", json={"prediction_id": pid, "correct": True})
+    assert response.status_code == 201
+    assert counts(app) == (1, 1)
+
+
+GARBAGE = [b"", b"{", b"}", b"\x00", b"[]" * 10_000, b'{"review": {"review": "x"}}',
+           b'{"reviews": [[], {}, null]}', b'{"prediction_id": 1e400, "correct": true}',
+           b'{"review": NaN}', b'{"review": ' + b"9" * 5000 + b"}", b'{"review": "\\u0000"}',
+           b'{"prediction_id": -9223372036854775809, "correct": false}']
+
+
+@pytest.mark.parametrize("path", ["/api/predict", "/api/feedback"])
+def test_garbage_never_500(app: Flask, client, path: str) -> None:
+    for body in GARBAGE:
+        response = client.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, (body[:40], response.get_data(as_text=True))
+        assert "error" in response.get_json()
+    assert counts(app) == (0, 0)

@@ -1,0 +1,352 @@
+"""The HTML side: review form, results page, feedback buttons, thanks page, error pages.
+
+Every check that something was stored (or was not) reads the SQLite file the
+app writes, ``instance/reviews.sqlite``, with a separate connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html as htmllib
+import re
+import sqlite3
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+POSITIVE_REVIEW = ("A wonderful and brilliant film. The cast was superb, the story moving "
+                   "and the ending beautiful. I loved it.")
+NEGATIVE_REVIEW = ("An awful and boring film. The plot was terrible, the script dull "
+                   "and the ending a mess. What a waste.")
+
+
+# -- helpers ------------------------------------------------------------------------
+class Forms(HTMLParser):
+    """The forms of a page: action, method and their named fields."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.forms: list[dict] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self.forms.append({"action": a.get("action"), "method": a.get("method"),
+                               "fields": []})
+        elif tag in ("input", "textarea", "button", "select") and self.forms and a.get("name"):
+            self.forms[-1]["fields"].append(
+                {"tag": tag, "name": a["name"], "type": a.get("type"), "value": a.get("value")})
+
+    def form(self, action: str) -> dict:
+        matches = [f for f in self.forms if f["action"] == action]
+        assert len(matches) == 1, f"expected one form posting to {action}: {self.forms}"
+        return matches[0]
+
+
+def field(form: dict, name: str) -> str | None:
+    values = [f["value"] for f in form["fields"] if f["name"] == name]
+    assert len(values) == 1, f"expected one field {name!r}: {form['fields']}"
+    return values[0]
+
+
+def db_path(app: Flask) -> Path:
+    path = Path(app.instance_path) / "reviews.sqlite"
+    assert path.is_file()
+    return path
+
+
+def query(app: Flask, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(db_path(app)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def counts(app: Flask) -> tuple[int, int]:
+    """(predictions, feedback) rows."""
+    return (query(app, "SELECT COUNT(*) FROM predictions")[0][0],
+            query(app, "SELECT COUNT(*) FROM feedback")[0][0])
+
+
+def text_of(html: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>(.*?)</', html, re.S)
+    assert match, f"no element #{element_id} in the page"
+    return match.group(1).strip()
+
+
+def error_message(html: str) -> str:
+    return text_of(html, "error")
+
+
+def assert_shown_probability(shown: str, probability: float) -> None:
+    """The page rounds to 0.1 % but never shows a certainty of 100.0 %."""
+    shown = htmllib.unescape(shown)
+    if probability >= 0.9995:
+        assert shown == "> 99.9%"
+    else:
+        assert re.fullmatch(r"\d{2}\.\d%", shown), shown
+        assert float(shown.rstrip("%")) == round(probability * 100, 1)
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, "no csrf_token in the page"
+    return match.group(1)
+
+
+def analyse(client, review: str, token: str | None = None):
+    data = {"review": review}
+    if token is not None:
+        data["csrf_token"] = token
+    return client.post("/results", data=data)
+
+
+def assert_readable_error(response, status: int, message: str) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code == status, body[:500]
+    assert response.mimetype == "text/html"
+    assert "Traceback" not in body and "Internal Server Error" not in body
+    assert message in error_message(body)
+    assert 'href="/"' in body  # a way back to the form
+
+
+@pytest.fixture
+def csrf_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()  # CSRF on, as in production
+
+
+@pytest.fixture
+def csrf_client(csrf_app: Flask):
+    return csrf_app.test_client()
+
+
+@pytest.fixture
+def results_page(csrf_app: Flask, csrf_client):
+    """A CSRF-protected round trip to the results page of POSITIVE_REVIEW."""
+    token = csrf_token(csrf_client.get("/").get_data(as_text=True))
+    response = analyse(csrf_client, POSITIVE_REVIEW, token)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    form = Forms(html).form("/thanks")
+    return html, form
+
+
+# -- the form -------------------------------------------------------------------------
+def test_index_renders_the_form_with_a_csrf_token(csrf_client) -> None:
+    response = csrf_client.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    form = Forms(html).form("/results")
+    assert form["method"] == "post"
+    names = {f["name"]: f["tag"] for f in form["fields"]}
+    assert names["review"] == "textarea"
+    assert len(csrf_token(html)) > 20
+
+
+@pytest.mark.parametrize("review", [
+    "too short",
+    "x" * 14,
+    "   " + "x" * 14 + "   \n\t",  # 20 characters, but 14 once stripped
+    "              \n\n          ",
+])
+def test_too_short_review_is_rejected_on_the_form(app: Flask, client, review: str) -> None:
+    response = analyse(client, review)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    form_html = html[html.index("<form"):html.index("</form>")]
+    assert "A review must be 15 to 20,000 characters long." in form_html
+    assert 'aria-invalid="true"' in form_html
+    assert counts(app) == (0, 0)
+
+
+def test_missing_review_field_is_rejected(app: Flask, client) -> None:
+    response = client.post("/results", data={})
+    assert response.status_code == 400
+    assert "Please write a review." in response.get_data(as_text=True)
+    assert counts(app) == (0, 0)
+
+
+def test_too_long_review_is_rejected(app: Flask, client) -> None:
+    response = analyse(client, "wonderful " * 2000 + "x")  # 20,001 characters
+    assert response.status_code == 400
+    assert "A review must be 15 to 20,000 characters long." in response.get_data(as_text=True)
+    assert counts(app) == (0, 0)
+
+
+@pytest.mark.parametrize("review", ["x" * 15, "  " + "x" * 15 + "  ", "wonderful " * 2000])
+def test_boundary_lengths_are_accepted(app: Flask, client, review: str) -> None:
+    response = analyse(client, review)
+    assert response.status_code == 200
+    assert query(app, "SELECT review FROM predictions") == [(review.strip(),)]
+
+
+def test_review_form_without_csrf_token_is_refused(csrf_app: Flask, csrf_client) -> None:
+    response = analyse(csrf_client, POSITIVE_REVIEW)
+    assert_readable_error(response, 400, "CSRF check failed")
+    assert counts(csrf_app) == (0, 0)
+
+
+# -- the results page -------------------------------------------------------------------
+def test_results_page_shows_and_stores_the_prediction(csrf_app: Flask, results_page) -> None:
+    html, form = results_page
+    assert text_of(html, "label") == "positive"
+    words = re.findall(r"<code>([^<]+)</code>", html.split('class="pushes"')[1].split("</ul>")[0])
+    assert words and {"wonderful", "brilliant", "superb"} & {w for gram in words
+                                                            for w in gram.split()}
+    buttons = {f["name"]: (f["type"], f["value"]) for f in form["fields"]
+               if f["name"] in ("correct", "incorrect")}
+    assert buttons == {"correct": ("submit", "Correct"), "incorrect": ("submit", "Incorrect")}
+
+    rows = query(csrf_app, "SELECT id, review, label, probability, model_version, created "
+                           "FROM predictions")
+    assert len(rows) == 1
+    pid, review, label, probability, version, created = rows[0]
+    assert review == POSITIVE_REVIEW and label == 1
+    assert_shown_probability(text_of(html, "probability"), probability)
+    assert version == "base+0" and f"<code>{version}</code>" in html
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created)
+    assert dt.timedelta(0) <= age < dt.timedelta(minutes=1)
+    assert field(form, "prediction_id") == str(pid)
+    assert counts(csrf_app) == (1, 0)
+
+
+def test_feedback_form_carries_only_id_and_verdict(results_page) -> None:
+    html, form = results_page
+    assert form["method"] == "post"
+    assert sorted(f["name"] for f in form["fields"]) == [
+        "correct", "csrf_token", "incorrect", "prediction_id"]
+    assert {f["type"] for f in form["fields"] if f["name"] == "prediction_id"} == {"hidden"}
+    for f in form["fields"]:
+        assert "wonderful" not in (f["value"] or "")
+
+
+def test_review_is_escaped(app: Flask, client) -> None:
+    review = "<script>alert('boo')</script> a wonderful <b>brilliant</b> film"
+    response = analyse(client, review)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "<script>alert" not in html and "<b>brilliant" not in html
+    assert "&lt;script&gt;alert(&#39;boo&#39;)&lt;/script&gt;" in html
+    assert query(app, "SELECT review FROM predictions") == [(review,)]
+
+
+@pytest.mark.parametrize(("review", "label"), [
+    (POSITIVE_REVIEW, "positive"),  # P = 0.9996 with the tiny model: "> 99.9%", not "100.0%"
+    (NEGATIVE_REVIEW, "negative"),
+    ("The film was superb and gripping.", "positive"),  # about 99.0%
+])
+def test_label_and_probability_shown(app: Flask, client, review: str, label: str) -> None:
+    html = analyse(client, review).get_data(as_text=True)
+    assert text_of(html, "label") == label
+    [(stored_label, probability)] = query(app, "SELECT label, probability FROM predictions")
+    assert stored_label == (label == "positive")
+    assert 0.5 <= probability < 1.0
+    assert_shown_probability(text_of(html, "probability"), probability)
+    width = re.search(r'class="meter"[^>]*><span style="width: ([\d.]+)%"', html).group(1)
+    p_positive = probability if label == "positive" else 1 - probability
+    assert float(width) == round(p_positive * 100, 1)
+
+
+# -- feedback -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("button", "correct", "label"), [("incorrect", 0, 0), ("correct", 1, 1)])
+def test_verdict_is_stored_and_thanked(csrf_app: Flask, csrf_client, results_page,
+                                       button: str, correct: int, label: int) -> None:
+    _, form = results_page
+    pid = int(field(form, "prediction_id"))
+    response = csrf_client.post("/thanks", data={
+        "csrf_token": field(form, "csrf_token"), "prediction_id": str(pid),
+        button: field(form, button)})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Thank you" in html
+    assert re.search(r'<a href="/"[^>]*id="again"', html)
+    if not correct:
+        assert "the model now learns that this review is" in html and "negative" in html
+    rows = query(csrf_app, "SELECT prediction_id, correct, label, status FROM feedback")
+    assert rows == [(pid, correct, label, "accepted")]
+    assert csrf_app.extensions["learner"].applied_id == 1  # applied before "thanks"
+
+
+def test_server_ignores_review_and_label_sent_back(app: Flask, client) -> None:
+    analyse(client, POSITIVE_REVIEW)
+    response = client.post("/thanks", data={"prediction_id": "1", "incorrect": "Incorrect",
+                                            "review": NEGATIVE_REVIEW, "label": "1"})
+    assert response.status_code == 200
+    assert query(app, "SELECT correct, label FROM feedback") == [(0, 0)]
+    assert query(app, "SELECT review FROM predictions") == [(POSITIVE_REVIEW,)]
+
+
+def test_repeated_verdict_is_409(csrf_app: Flask, csrf_client, results_page) -> None:
+    _, form = results_page
+    data = {"csrf_token": field(form, "csrf_token"),
+            "prediction_id": field(form, "prediction_id"), "correct": "Correct"}
+    assert csrf_client.post("/thanks", data=data).status_code == 200
+    before = counts(csrf_app)
+    response = csrf_client.post("/thanks", data={**data, "correct": "", "incorrect": "Incorrect"})
+    assert_readable_error(response, 409, "already has a verdict")
+    assert counts(csrf_app) == before == (1, 1)
+    assert query(csrf_app, "SELECT correct FROM feedback") == [(1,)]
+
+
+TAMPERED: dict[str, tuple[Callable[[dict], dict], int, str]] = {
+    "unknown id": (lambda d: {**d, "prediction_id": "999"}, 404, "no prediction with id 999"),
+    "zero id": (lambda d: {**d, "prediction_id": "0"}, 404, "no prediction with id 0"),
+    "non-numeric id": (lambda d: {**d, "prediction_id": "1 OR 1=1"}, 400, "tampered with"),
+    "negative id": (lambda d: {**d, "prediction_id": "-1"}, 400, "tampered with"),
+    "huge id": (lambda d: {**d, "prediction_id": "9" * 40}, 400, "tampered with"),
+    "no id": (lambda d: {k: v for k, v in d.items() if k != "prediction_id"}, 400,
+              "tampered with"),
+    "no button": (lambda d: {k: v for k, v in d.items() if k != "incorrect"}, 400,
+                  "tampered with"),
+    "both buttons": (lambda d: {**d, "correct": "Correct"}, 400, "tampered with"),
+    "missing csrf": (lambda d: {k: v for k, v in d.items() if k != "csrf_token"}, 400,
+                     "CSRF check failed"),
+    "invalid csrf": (lambda d: {**d, "csrf_token": "forged" + d["csrf_token"][6:]}, 400,
+                     "CSRF check failed"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+def test_tampered_feedback_changes_nothing(csrf_app: Flask, csrf_client, results_page,
+                                           case: str) -> None:
+    _, form = results_page
+    valid = {"csrf_token": field(form, "csrf_token"),
+             "prediction_id": field(form, "prediction_id"), "incorrect": "Incorrect"}
+    mutate, status, message = TAMPERED[case]
+    before = counts(csrf_app)
+    response = csrf_client.post("/thanks", data=mutate(valid))
+    assert_readable_error(response, status, message)
+    assert counts(csrf_app) == before == (1, 0)
+    assert csrf_app.extensions["learner"].applied_id == 0
+    # ... and the untampered form still works afterwards
+    assert csrf_client.post("/thanks", data=valid).status_code == 200
+    assert counts(csrf_app) == (1, 1)
+
+
+def test_get_thanks_redirects_to_the_form(client) -> None:
+    response = client.get("/thanks")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+# -- error pages ---------------------------------------------------------------------------
+def test_unknown_page_is_a_readable_404(client) -> None:
+    assert_readable_error(client.get("/no/such/page"), 404, "not found")
+
+
+def test_wrong_method_is_a_readable_405(client) -> None:
+    # was a 500: the handler set the Allow header on a str instead of a response
+    response = client.get("/results")
+    assert_readable_error(response, 405, "not allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_oversized_form_is_a_readable_413(make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False, MAX_CONTENT_LENGTH=4096)
+    response = analyse(app.test_client(), "wonderful " * 1000)
+    # was "larger than the 0 MB limit": the limit was always printed in whole megabytes
+    assert_readable_error(response, 413, "larger than the 4 KB limit")
+    assert counts(app) == (0, 0)

@@ -1,0 +1,138 @@
+"""A real Chromium against a real server: type a review, read the result, press Incorrect.
+
+The app is built by ``make_app`` with CSRF on, served by werkzeug on
+127.0.0.1 (port 0) in a thread, and driven with Playwright's sync API from
+this module's own fixtures (not pytest-playwright's), using the system
+Chromium. Never ``playwright install``: it downloads a browser.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOT = Path("/tmp/results.png")
+POSITIVE_REVIEW = ("A wonderful and brilliant film. The cast was superb, the story moving "
+                   "and the ending beautiful. I loved it, and <b>so</b> will you.")
+
+
+def query(app: Flask, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(Path(app.instance_path) / "reviews.sqlite") as db:
+        return db.execute(sql, args).fetchall()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium (see DESIGN.md)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def live_app(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, str]]:
+    """(app with CSRF on, its base URL) served by werkzeug in a thread."""
+    app = make_app()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture
+def browser_page(chromium) -> Iterator:
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors in the page: {errors}"
+
+
+def test_review_result_and_incorrect_verdict(live_app: tuple[Flask, str], browser_page) -> None:
+    from playwright.sync_api import expect
+
+    app, base = live_app
+    page = browser_page
+    page.goto(base + "/")
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Is this review positive or negative?")
+    page.get_by_label("Your movie review").fill(POSITIVE_REVIEW)
+    with page.expect_response(lambda r: r.url == base + "/results") as posted:
+        page.get_by_role("button", name="Analyse").click()
+    assert posted.value.status == 200
+
+    expect(page.locator("#label")).to_have_text("positive")
+    expect(page.locator("#probability")).to_have_text(re.compile(r"^(\d{2}\.\d|> 99\.9)%$"))
+    shown = page.locator("#probability").inner_text()
+    expect(page.locator("#review-text")).to_have_text(POSITIVE_REVIEW)  # shown as text
+    expect(page.locator("#review-text b")).to_have_count(0)  # ... never as markup
+    expect(page.locator(".pushes li").first).to_be_visible()
+    assert page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth") != "none"
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    [(pid, label, probability)] = query(app, "SELECT id, label, probability FROM predictions")
+    assert label == 1 and 0.5 <= probability < 1.0
+    if shown == "> 99.9%":
+        assert probability >= 0.9995
+    else:
+        assert float(shown.rstrip("%")) == round(probability * 100, 1)
+    assert query(app, "SELECT COUNT(*) FROM feedback") == [(0,)]
+
+    page.get_by_role("button", name="Incorrect").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Thank you!")
+    assert page.url == base + "/thanks"
+    expect(page.locator("#thanks")).to_contain_text("this review is negative")
+    assert query(app, "SELECT prediction_id, correct, label, status FROM feedback") == [
+        (pid, 0, 0, "accepted")]
+    assert app.extensions["learner"].applied_id == 1
+
+    page.get_by_role("link", name="Analyse another review").click()
+    expect(page.get_by_label("Your movie review")).to_be_visible()
+    assert page.url == base + "/"
+
+
+def test_too_short_review_shows_the_form_error(live_app: tuple[Flask, str], browser_page) -> None:
+    from playwright.sync_api import expect
+
+    app, base = live_app
+    page = browser_page
+    page.goto(base + "/")
+    page.get_by_label("Your movie review").fill("   too short   ")
+    with page.expect_response(lambda r: r.url == base + "/results") as posted:
+        page.get_by_role("button", name="Analyse").click()
+    assert posted.value.status == 400
+    error = page.locator("#review-errors")
+    expect(error).to_be_visible()
+    expect(error).to_have_text("A review must be 15 to 20,000 characters long.")
+    expect(page.get_by_label("Your movie review")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Your movie review")).to_have_value("too short")
+    assert query(app, "SELECT COUNT(*) FROM predictions") == [(0,)]
