@@ -27,6 +27,7 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
 from feedback import FeedbackError, FeedbackLog, UnknownPrediction
@@ -79,6 +80,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = secret_key(instance)
     CSRFProtect(app)
 
+    # The app multiplies one review at a time: BLAS threads only add hand-offs
+    # (they made each single-review partial_fit ~8x slower on 2 cores).
+    threadpool_limits(limits=1, user_api="blas")
     model_dir = Path(app.config["MODEL_DIR"])
     feedback = FeedbackLog(Path(app.config["DATABASE"] or instance / "reviews.sqlite"),
                            durable=app.config["DURABLE_COMMITS"])

@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 
 from feedback import FeedbackError
 from learner import Learner
+from versions import CorruptVersion
 
 model_cli = AppGroup("model", help="Model versions: list, roll back, rebuild from the log.")
 feedback_cli = AppGroup("feedback", help="The feedback log: list, release, export.")
@@ -32,7 +33,8 @@ def model_list() -> None:
             f"{info.first_feedback_id}..{info.last_feedback_id}")
         acc = "-" if info.holdout_accuracy is None else f"{info.holdout_accuracy:.4f}"
         mark = "*" if info.name == current else (" " if info.name in chain else "x")
-        click.echo(f"{mark:<2}{info.name:<9}{info.parent or '-':<9}{ids:<16}{acc:>8}  {info.created}")
+        click.echo(f"{mark:<2}{info.name:<9}{info.parent or '-':<9}{ids:<16}{acc:>8}"
+                   f"  {info.created}")
     click.echo(f"\n* current ({ln.model_version}); x: superseded by a rollback or quarantine")
 
 
@@ -42,7 +44,7 @@ def model_rollback(version: str) -> None:
     """Make VERSION current again; verdicts after it are quarantined (releasable)."""
     try:
         n = learner().rollback(version)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, CorruptVersion) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"current version is now {version}; {n} later verdicts quarantined")
 
@@ -69,7 +71,8 @@ def feedback_list(status: str | None, limit: int) -> None:
     if limit:
         rows = rows[-limit:]
     for v in rows:
-        click.echo(f"{v.id:>7} pred {v.prediction_id:>7} {'correct' if v.correct else 'incorrect':<9}"
+        verdict = "correct" if v.correct else "incorrect"
+        click.echo(f"{v.id:>7} pred {v.prediction_id:>7} {verdict:<9}"
                    f" -> {('negative', 'positive')[v.label]:<8} {v.status:<11} {v.created}"
                    f"  {v.reason or ''}")
     click.echo(f"{len(rows)} verdicts", err=True)

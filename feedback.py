@@ -60,11 +60,11 @@ class FeedbackError(Exception):
     status = 400
 
 
-class UnknownPrediction(FeedbackError):
+class UnknownPrediction(FeedbackError):  # noqa: N818 (public name)
     status = 404
 
 
-class DuplicateVerdict(FeedbackError):
+class DuplicateVerdict(FeedbackError):  # noqa: N818 (public name)
     status = 409
 
 

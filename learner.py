@@ -79,6 +79,7 @@ class Learner:
         self.version: VersionInfo = self.store.base_info
         self.applied_id = 0
         self.generation = -1
+        self._head_seen = 0  # highest verdict id already looked at (applied or not)
         self._unsaved = 0
         self._last_checkpoint = time.monotonic()
         with self._lock:
@@ -87,7 +88,7 @@ class Learner:
     # -- following the log ------------------------------------------------
     def _reload(self) -> None:
         """Rebuild from the current version and replay the newer accepted rows."""
-        _, self.generation = self.feedback.head()
+        self._head_seen, self.generation = self.feedback.head()
         self.version, state = self.store.load_current()
         self.model.set_state(state)
         self.applied_id = self.version.last_feedback_id
@@ -101,18 +102,26 @@ class Learner:
             self._unsaved += 1
 
     def sync(self) -> None:
-        """Catch up with the log (new rows, or a quarantine elsewhere); cheap when idle."""
+        """Catch up with the log (new rows, or a quarantine elsewhere); cheap when idle.
+
+        Also checkpoints when one is due, even with no new rows: that is how
+        the background timer saves verdicts after ``checkpoint_seconds``.
+        """
         head_id, generation = self.feedback.head()
-        if head_id <= self.applied_id and generation == self.generation:
+        if (head_id <= self._head_seen and generation == self.generation
+                and not self._checkpoint_due()):
             return
         with self._lock:
-            _, generation = self.feedback.head()
+            head_id, generation = self.feedback.head()
             if generation != self.generation:
                 self._reload()
             else:
                 self._apply(self.feedback.accepted_after(self.applied_id))
+                # Every row <= head_id was committed before the read above (ids are
+                # handed out in commit order), so it is applied unless not accepted.
+                self._head_seen = max(self._head_seen, head_id)
             if self._checkpoint_due():
-                self.checkpoint()
+                self._run_checkpoint(force=False, if_due=True)
 
     def _checkpoint_due(self) -> bool:
         if self._unsaved == 0:
@@ -167,43 +176,73 @@ class Learner:
             self._base_accuracy = self.holdout_accuracy(self.store.base_state)
         return self._base_accuracy
 
+    def _current_version(self) -> VersionInfo:
+        """The version in force on disk, or its nearest valid ancestor.
+
+        Usually the one this learner loaded or wrote; another process may have
+        published a newer one, and a corrupt one is skipped (as at start), so
+        the guard and the new version's parent never rest on unreadable files.
+        """
+        if self.store.current_name() == self.version.name:
+            return self.version
+        return self.store.load_current()[0]
+
     def checkpoint(self, force: bool = False) -> GuardResult | None:
         """Score the live model; publish it as a version, or quarantine what hurt it."""
-        with self._lock, self.feedback.exclusive() as db:
-            _, generation = self.feedback.head()
-            if generation != self.generation:
-                self._reload()
-            # Nobody can append while we hold the write lock: take every row.
-            self._apply(self.feedback.accepted_after(self.applied_id))
-            current = self.store.info(self.store.current_name())
-            self._last_checkpoint = time.monotonic()
-            if current.last_feedback_id >= self.applied_id and not force:
-                self._unsaved = 0
-                return None  # another process already saved this state
-            accuracy = self.holdout_accuracy() if self.config.guard else None
-            threshold = None
-            if accuracy is not None:
-                last_good = current.holdout_accuracy
-                if last_good is None:
-                    last_good = self.holdout_accuracy(self.store.load(current.name)[1])
-                threshold = max(last_good, self.base_accuracy() or 0.0) - self.config.guard_margin
-            if threshold is not None and accuracy < threshold:
-                reason = (f"guard: holdout accuracy {accuracy:.4f} < {threshold:.4f} "
-                          f"(last good {current.name}, margin {self.config.guard_margin})")
-                n = self.feedback.quarantine(db, current.last_feedback_id, self.applied_id, reason)
-                log.warning("quarantined %d verdicts: %s", n, reason)
-                self.generation = -1  # rebuild from the last good version below
-                result = GuardResult(None, n, accuracy, threshold)
-            else:
-                info = self.store.write(self.model.state(), current.name,
-                                        current.last_feedback_id + 1, self.applied_id, accuracy)
-                self.version = info
-                self._unsaved = 0
-                result = GuardResult(info, 0, accuracy, threshold)
-        if result.published is None:
-            with self._lock:
-                self._reload()
-        return result
+        return self._run_checkpoint(force, if_due=False)
+
+    def _run_checkpoint(self, force: bool, if_due: bool) -> GuardResult | None:
+        with self._lock:
+            with self.feedback.exclusive() as db:
+                result = self._checkpoint(db, force, if_due)
+            if result is not None and result.published is None:
+                self._reload()  # from the last good version, before anyone predicts
+            return result
+
+    def _checkpoint(self, db, force: bool, if_due: bool) -> GuardResult | None:
+        """:meth:`checkpoint` under the learner lock and the log's write lock.
+
+        ``if_due``: called by :meth:`sync` because this learner counted enough
+        unsaved verdicts; recount them against the current version first.
+        """
+        head_id, generation = self.feedback.head()
+        if generation != self.generation:
+            self._reload()
+        # Nobody can append while we hold the write lock: take every row.
+        self._apply(self.feedback.accepted_after(self.applied_id))
+        self._head_seen = max(self._head_seen, head_id)
+        current = self._current_version()
+        if current.name != self.version.name:
+            # Another process published since (same log prefix, same model up to
+            # its last id): we are that version plus what we applied after it.
+            self.version = current
+            self._unsaved = len(self.feedback.accepted_after(current.last_feedback_id,
+                                                             self.applied_id))
+            if if_due and not self._checkpoint_due():
+                return None
+        self._last_checkpoint = time.monotonic()
+        if current.last_feedback_id >= self.applied_id and not force:
+            self._unsaved = 0
+            return None  # nothing to add to the current version
+        accuracy = self.holdout_accuracy() if self.config.guard else None
+        threshold = None
+        if accuracy is not None:
+            last_good = current.holdout_accuracy
+            if last_good is None:
+                last_good = self.holdout_accuracy(self.store.load(current.name)[1])
+            threshold = max(last_good, self.base_accuracy() or 0.0) - self.config.guard_margin
+        if threshold is not None and accuracy < threshold:
+            reason = (f"guard: holdout accuracy {accuracy:.4f} < {threshold:.4f} "
+                      f"(last good {current.name}, margin {self.config.guard_margin})")
+            n = self.feedback.quarantine(db, current.last_feedback_id, self.applied_id, reason)
+            log.warning("quarantined %d verdicts: %s", n, reason)
+            self.generation = -1  # rebuild from the last good version (caller)
+            return GuardResult(None, n, accuracy, threshold)
+        info = self.store.write(self.model.state(), current.name,
+                                current.last_feedback_id + 1, self.applied_id, accuracy)
+        self.version = info
+        self._unsaved = 0
+        return GuardResult(info, 0, accuracy, threshold)
 
     def rollback(self, name: str) -> int:
         """Make ``name`` (an ancestor of the current version) current again.
@@ -211,17 +250,17 @@ class Learner:
         The verdicts applied after it are quarantined with the reason, so the
         model is still the base plus the accepted log; returns how many.
         """
-        with self._lock, self.feedback.exclusive() as db:
-            chain = self.store.chain()
-            if name not in chain:
-                raise ValueError(f"{name} is not the current version or one of its ancestors: "
-                                 f"{', '.join(chain)}")
-            info, _ = self.store.load(name)
-            n = self.feedback.quarantine(db, info.last_feedback_id, None,
-                                         f"operator rollback to {name}")
-            self.store.set_current(name)
-            self.generation = -1
         with self._lock:
+            with self.feedback.exclusive() as db:
+                chain = self.store.chain()
+                if name not in chain:
+                    raise ValueError(f"{name} is not the current version or one of its "
+                                     f"ancestors: {', '.join(chain)}")
+                info, _ = self.store.load(name)
+                n = self.feedback.quarantine(db, info.last_feedback_id, None,
+                                             f"operator rollback to {name}")
+                self.store.set_current(name)
+                self.generation = -1
             self._reload()
         return n
 

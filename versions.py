@@ -24,7 +24,7 @@ BASE = "base"
 NAME = re.compile(r"^v(\d{6})$")
 
 
-class CorruptVersion(Exception):
+class CorruptVersion(Exception):  # noqa: N818 (public name)
     pass
 
 
@@ -142,7 +142,8 @@ class VersionStore:
             holdout_accuracy=holdout_accuracy, sha256=sha256_bytes(data), base_id=self.base_id,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), reason=reason,
         )
-        atomic_write(self._path(name, ".json"), (json.dumps(info.to_json(), indent=2) + "\n").encode())
+        atomic_write(self._path(name, ".json"),
+                     (json.dumps(info.to_json(), indent=2) + "\n").encode())
         self.set_current(name)
         return info
 

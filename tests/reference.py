@@ -1,0 +1,145 @@
+"""What the exactly-once tests compare the live model with, and a real server to crash.
+
+The reference is computed without the learner, the feedback log or the
+version store: the base classifier is unpickled, the vectorizer rebuilt, and
+every *accepted* verdict read straight from SQLite is ``partial_fit`` one at a
+time in id order. The live model must be bit-identical to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model import ModelState
+from vectorizer import load_vectorizer
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE = Path(__file__).resolve().parent / "serve_for_test.py"
+
+
+def accepted_rows(db_path: Path) -> list[tuple[int, str, int]]:
+    """(verdict id, review, label) of every accepted verdict, in id order."""
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        return db.execute(
+            "SELECT f.id, p.review, f.label FROM feedback f"
+            " JOIN predictions p ON p.id = f.prediction_id"
+            " WHERE f.status = 'accepted' ORDER BY f.id"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def reference_state(model_dir: Path, db_path: Path) -> ModelState:
+    """Base classifier + partial_fit of each accepted verdict, one at a time, in id order."""
+    with open(Path(model_dir) / "classifier.pkl", "rb") as fh:
+        clf = pickle.load(fh)
+    vectorizer = load_vectorizer(Path(model_dir))
+    for _, review, label in accepted_rows(db_path):
+        clf.partial_fit(vectorizer.transform([review]), np.array([label]), classes=np.array([0, 1]))
+    return ModelState(clf.coef_.copy(), clf.intercept_.copy(), float(clf.t_))
+
+
+def state_digest(state: ModelState) -> str:
+    """sha256 of the full state: equal digests mean bit-identical models."""
+    h = hashlib.sha256()
+    for array in (state.coef, state.intercept):
+        h.update(str(array.dtype).encode())
+        h.update(str(array.shape).encode())
+        h.update(np.ascontiguousarray(array).tobytes())
+    h.update(struct.pack("<d", state.t))
+    return h.hexdigest()
+
+
+# -- HTTP -------------------------------------------------------------------------
+def call(port: int, method: str, path: str, body: Any = None,
+         timeout: float = 30) -> tuple[int, Any]:
+    """(status, decoded JSON) of one request; raises OSError if the server is gone."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+class Server:
+    """``tests/serve_for_test.py`` in a subprocess, configured through the environment."""
+
+    def __init__(self, instance: Path, model_dir: Path, log_dir: Path, name: str = "server",
+                 **config: Any) -> None:
+        self.instance = Path(instance)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+        self.env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
+                        PYTHONUNBUFFERED="1")
+        for key, value in config.items():
+            if key.startswith("TEST_"):
+                self.env[key] = str(value)
+            else:
+                self.env[f"SENTIMENT_{key}"] = json.dumps(value)
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.starts = 0
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.log_dir / f"{self.name}.{self.starts}.err"
+
+    def start(self, timeout: float = 120) -> Server:
+        self.starts += 1
+        out_path = self.log_dir / f"{self.name}.{self.starts}.out"
+        with open(out_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, str(SERVE)], cwd=ROOT, env=self.env,
+                                         stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = out_path.read_text()
+            if text.startswith("PORT ") and text.endswith("\n"):
+                self.port = int(text.split()[1])
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   + self.stderr_path.read_text()[-3000:])
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"{self.name} did not start:\n" + self.stderr_path.read_text()[-3000:])
+
+    def call(self, method: str, path: str, body: Any = None, timeout: float = 30):
+        return call(self.port, method, path, body, timeout)
+
+    def kill(self) -> None:
+        """``kill -9``: no cleanup, no final checkpoint."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """A polite stop (SIGTERM), then ``kill -9`` if it lingers."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

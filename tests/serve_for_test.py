@@ -1,0 +1,72 @@
+"""Serve the app in a real process for the crash and multi-process tests.
+
+Configured exactly as in production, from the environment: ``INSTANCE_PATH``,
+``SENTIMENT_MODEL_DIR``, ``SENTIMENT_CHECKPOINT_EVERY`` and the other
+``SENTIMENT_*`` keys. Listens with waitress on 127.0.0.1, port 0, and prints
+``PORT <n>`` once it accepts connections.
+
+Test-only additions, none of them in the app:
+
+* ``GET /_test/state`` syncs the learner and answers a digest of the full
+  model state (the JSON API rounds probabilities to 6 decimals), with the
+  version and the last applied verdict id;
+* ``TEST_SLOW_WRITES=<seconds>``: every model-version file write (npz,
+  manifest, CURRENT) first appends ``<file name>`` to
+  ``<instance>/write-events`` and pauses, so a test can ``kill -9`` the
+  process between the files of one checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    import versions
+    from app import create_app
+    from tests.reference import state_digest
+
+    slow = float(os.environ.get("TEST_SLOW_WRITES") or 0)
+    if slow:
+        real_write = versions.atomic_write
+        events = Path(os.environ["INSTANCE_PATH"]) / "write-events"
+
+        def announced_write(path: Path, data: bytes) -> None:
+            with open(events, "a") as fh:
+                fh.write(f"{Path(path).name}\n")
+            time.sleep(slow)
+            real_write(path, data)
+
+        versions.atomic_write = announced_write
+
+    app = create_app()
+    learner = app.extensions["learner"]
+
+    @app.get("/_test/state")
+    def test_state():
+        learner.sync()
+        with learner._lock:  # one consistent (model, version, id) triple
+            state, status = learner.model.state(), learner.status()
+        return {"digest": state_digest(state), **status}
+
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    print(f"PORT {server.effective_port}", flush=True)
+    try:
+        server.run()
+    finally:
+        learner.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The learner's rules, one at a time: guard threshold, following the log, checkpoints.
+
+Two apps built on one instance folder stand in for two processes.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import make_review
+from tests.reference import reference_state
+
+QUIET = {"CHECKPOINT_EVERY": 10**6, "CHECKPOINT_SECONDS": 1e9, "DURABLE_COMMITS": False}
+
+
+def give(learner, review: str, label: int) -> int:
+    """Predict ``review`` and answer so that the learned label is ``label``."""
+    pid, prediction, _ = learner.predict([review])[0]
+    return learner.verdict(pid, (prediction.label == "positive") == bool(label)).id
+
+
+def honest(learner, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    for i in range(n):
+        give(learner, make_review(rng, i % 2), i % 2)
+
+
+def assert_model_is_the_log(app, model_dir: Path) -> None:
+    learner = app.extensions["learner"]
+    live = learner.model.state()
+    assert live.equals(learner.rebuild().state())
+    assert live.equals(reference_state(model_dir, Path(app.instance_path) / "reviews.sqlite"))
+
+
+# -- the guard ---------------------------------------------------------------------
+def wrong_verdicts_reaching(learner, levels: list[float]) -> tuple[list, list[int]]:
+    """Wrong verdicts, and how many of them bring the holdout to each accuracy level.
+
+    Simulated on a copy of the live model; the learner applies the same rows
+    in the same order to the same state, so it reaches the same accuracies.
+    """
+    rng = random.Random(11)
+    clone, data = learner.model.clone(), learner.holdout()
+    rows, counts = [], []
+    while len(counts) < len(levels) and len(rows) < 2000:
+        label = rng.randrange(2)
+        rows.append((make_review(rng, label, sentences=1), 1 - label))
+        clone.learn(*rows[-1])
+        if abs(clone.accuracy(*data) - levels[len(counts)]) < 1e-9:
+            counts.append(len(rows))
+    assert len(counts) == len(levels), "the holdout never reached those accuracies"
+    return rows, counts
+
+
+def test_guard_threshold_is_the_margin_below_the_best_of_base_and_last_good(
+        make_app, tiny_model_dir):
+    app = make_app(**QUIET, GUARD_MARGIN=0.01)
+    learner = app.extensions["learner"]
+    base = learner.base_accuracy()
+    assert base == 1.0  # the holdout has 100 reviews: one mistake is 0.01
+    rows, (first, second) = wrong_verdicts_reaching(learner, [0.99, 0.98])
+
+    for review, label in rows[:first]:
+        give(learner, review, label)
+    result = learner.checkpoint()
+    assert result.published is not None, result  # 0.99: exactly the margin below base
+    assert result.published.holdout_accuracy == pytest.approx(0.99)
+
+    for review, label in rows[first:second]:
+        give(learner, review, label)
+    result = learner.checkpoint()
+    # 0.98 is within the margin of the last good version (0.99), not of the base.
+    assert result.published is None and result.quarantined == second - first, result
+    assert result.threshold == pytest.approx(0.99)
+    assert learner.version.name == "v000001"
+    assert learner.holdout_accuracy() == pytest.approx(0.99)
+    assert_model_is_the_log(app, tiny_model_dir)
+
+
+def test_guard_off_publishes_anything(make_app, tiny_model_dir):
+    app = make_app(**QUIET, GUARD=False)
+    learner = app.extensions["learner"]
+    rows, (count,) = wrong_verdicts_reaching(learner, [0.9])
+    for review, label in rows[:count]:
+        give(learner, review, label)
+    result = learner.checkpoint()
+    assert result.published is not None and result.accuracy is None
+    assert learner.feedback.verdicts("quarantined") == []
+
+
+# -- following the log ---------------------------------------------------------------
+def test_two_processes_follow_one_log(make_app, tiny_model_dir):
+    config = {**QUIET, "CHECKPOINT_EVERY": 5}
+    a, b = make_app(**config), make_app(**config)
+    la, lb = a.extensions["learner"], b.extensions["learner"]
+    honest(la, 3, seed=1)
+    lb.sync()
+    assert lb.model.state().equals(la.model.state())
+    honest(la, 4, seed=2)  # v000001 holds 1..5; 6 and 7 unsaved in a
+    assert la.model_version == "v000001+7"
+    lb.sync()  # b counted 7 rows, but only 2 come after the current version
+    assert [v.name for v in lb.store.list()] == ["base", "v000001"]
+    assert lb.model_version == la.model_version == "v000001+7"
+    assert lb.model.state().equals(la.model.state())
+
+    # A rollback in one is followed by the other (the log's generation changed).
+    honest(lb, 3, seed=3)  # b publishes v000002 (1..10)
+    la.sync()
+    assert la.model_version == lb.model_version == "v000002+10"
+    assert la.rollback("v000001") == 5
+    assert not lb.model.state().equals(la.model.state())  # until it looks at the log
+    lb.sync()
+    assert lb.model_version == la.model_version == "v000001+5"
+    assert lb.model.state().equals(la.model.state())
+    assert_model_is_the_log(b, tiny_model_dir)
+
+
+def test_rollback_only_to_an_ancestor(make_app, tiny_model_dir):
+    app = make_app(**{**QUIET, "CHECKPOINT_EVERY": 3})
+    learner = app.extensions["learner"]
+    honest(learner, 7, seed=4)  # v1, v2; 7 unsaved
+    assert learner.store.chain() == ["v000002", "v000001", "base"]
+    with pytest.raises(ValueError, match="not the current version or one of its ancestors"):
+        learner.rollback("v000003")
+    assert learner.rollback("base") == 7
+    assert learner.store.chain() == ["base"]
+    with pytest.raises(ValueError):
+        learner.rollback("v000001")  # superseded now
+    assert learner.model.state().equals(learner.store.base_state)
+    assert_model_is_the_log(app, tiny_model_dir)
+
+
+def test_sync_is_cheap_when_nothing_changed(make_app, monkeypatch):
+    app = make_app(**{**QUIET, "CHECKPOINT_EVERY": 3})
+    learner = app.extensions["learner"]
+    honest(learner, 8, seed=5)
+    learner.rollback("v000001")  # rows 4..8 quarantined: the log ends with them
+    calls = []
+    real = learner.feedback.accepted_after
+    monkeypatch.setattr(learner.feedback, "accepted_after",
+                        lambda *a, **k: calls.append(a) or real(*a, **k))
+    for _ in range(5):
+        learner.predict(["A plain review of a film I saw."])
+    assert calls == [], "an idle sync should not read the log"
+    honest(learner, 1, seed=6)
+    assert calls and learner.applied_id == 9
