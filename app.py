@@ -56,14 +56,26 @@ DEFAULTS: dict[str, Any] = {
 
 
 def secret_key(instance: Path) -> str:
-    """SECRET_KEY from the environment, else one generated once into the instance folder."""
+    """SECRET_KEY from the environment, else one generated once into the instance folder.
+
+    Several processes may start at once on a new instance folder: the key is
+    written to a private temporary file and linked into place, which fails
+    if another process won; everyone then reads the winner's complete key.
+    """
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
     path = instance / "secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = instance / f".secret_key.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 

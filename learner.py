@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from feedback import FeedbackLog, Verdict
-from model import ModelState, Prediction, SentimentModel
+from model import ModelState, Prediction, SentimentModel, sha256_bytes
 from versions import BASE, VersionInfo, VersionStore
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,13 @@ class Learner:
                 # handed out in commit order), so it is applied unless not accepted.
                 self._head_seen = max(self._head_seen, head_id)
             if self._checkpoint_due():
-                self._run_checkpoint(force=False, if_due=True)
+                try:
+                    self._run_checkpoint(force=False, if_due=True)
+                except (OSError, sqlite3.Error):
+                    # The verdicts are committed and applied; only their snapshot
+                    # failed (disk full, say). Serve on and retry at the next one.
+                    log.exception("checkpoint failed; will retry")
+                    self._last_checkpoint = time.monotonic()
 
     def _checkpoint_due(self) -> bool:
         if self._unsaved == 0:
@@ -278,7 +285,15 @@ class Learner:
             self.checkpoint()
 
     def status(self) -> dict:
+        """What /api/health reports, after catching up with the log.
+
+        ``model_digest`` is a sha256 of the exact coefficients: processes that
+        followed the same log show the same digest.
+        """
+        self.sync()
+        state = self.model.state()
         return {
+            "model_digest": sha256_bytes(state.coef.tobytes() + state.intercept.tobytes()),
             "model_version": self.model_version,
             "version": self.version.name,
             "applied_feedback_id": self.applied_id,

@@ -350,3 +350,58 @@ def test_oversized_form_is_a_readable_413(make_app: Callable[..., Flask]) -> Non
     # was "larger than the 0 MB limit": the limit was always printed in whole megabytes
     assert_readable_error(response, 413, "larger than the 4 KB limit")
     assert counts(app) == (0, 0)
+
+
+def test_secret_key_is_created_once_by_concurrent_starts(tmp_path, monkeypatch):
+    """Processes starting together on a new instance folder all get the same full key."""
+    import threading
+
+    from app import secret_key
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    keys: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        keys.append(secret_key(tmp_path))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary left behind
+
+
+def test_failed_checkpoint_does_not_fail_the_verdict(make_app, monkeypatch):
+    """A snapshot that cannot be written (disk full) leaves the committed verdict answered 201."""
+    app = make_app(WTF_CSRF_ENABLED=False, CHECKPOINT_EVERY=1)
+    learner = app.extensions["learner"]
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(learner.store, "write", disk_full)
+    client = app.test_client()
+    pid = client.post("/api/predict", json={"review": "A wonderful, brilliant film."}).json[
+        "prediction_id"]
+    response = client.post("/api/feedback", json={"prediction_id": pid, "correct": False})
+    assert response.status_code == 201
+    assert learner.applied_id == response.json["feedback_id"]
+    assert learner.version.name == "base"  # nothing was published
+
+
+def test_health_reports_a_digest_of_the_exact_model(make_app):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    before = client.get("/api/health").json
+    pid = client.post("/api/predict", json={"review": "A wonderful, brilliant film."}).json[
+        "prediction_id"]
+    client.post("/api/feedback", json={"prediction_id": pid, "correct": False})
+    after = client.get("/api/health").json
+    assert before["status"] == after["status"] == "ok"
+    assert len(before["model_digest"]) == 64 and before["model_digest"] != after["model_digest"]
+    restarted = make_app(WTF_CSRF_ENABLED=False).test_client().get("/api/health").json
+    assert restarted["model_digest"] == after["model_digest"]
