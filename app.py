@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
@@ -52,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
     "GUARD_MARGIN": 0.01,
     "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
     "BACKGROUND_CHECKPOINTS": True,
+    # Per client (remote address), per process. Limits use Flask-Limiter's
+    # notation; point RATELIMIT_STORAGE_URI at memcached or redis to share
+    # the counts between processes.
+    "RATE_LIMITS": True,
+    "PREDICT_LIMIT": "120 per minute; 2000 per hour",
+    "VERDICT_LIMIT": "30 per minute; 300 per hour",
+    "RATELIMIT_STORAGE_URI": "memory://",
 }
 
 
@@ -91,6 +100,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secret_key(instance)
     CSRFProtect(app)
+    app.config["RATELIMIT_ENABLED"] = bool(app.config["RATE_LIMITS"])
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter = Limiter(client_id, app=app)
 
     # The app multiplies one review at a time: BLAS threads only add hand-offs
     # (they made each single-review partial_fit ~8x slower on 2 cores).
@@ -114,8 +126,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["BACKGROUND_CHECKPOINTS"]:
         _start_checkpoint_timer(learner)
 
-    register_routes(app, learner)
-    register_api(app, learner)
+    predictions = limiter.shared_limit(lambda: app.config["PREDICT_LIMIT"], scope="predictions")
+    verdicts = limiter.shared_limit(lambda: app.config["VERDICT_LIMIT"], scope="verdicts")
+    register_routes(app, learner, predictions, verdicts)
+    register_api(app, learner, predictions, verdicts)
     register_errors(app)
     from cli import register_cli
 
@@ -143,12 +157,14 @@ def client_id() -> str:
 
 
 # -- HTML pages ---------------------------------------------------------------
-def register_routes(app: Flask, learner: Learner) -> None:
+def register_routes(app: Flask, learner: Learner, predictions: Callable,
+                    verdicts: Callable) -> None:
     @app.get("/")
     def index():
         return render_template("index.html", form=ReviewForm())
 
     @app.post("/results")
+    @predictions
     def results():
         form = ReviewForm()
         if not form.validate_on_submit():
@@ -166,6 +182,7 @@ def register_routes(app: Flask, learner: Learner) -> None:
         )
 
     @app.post("/thanks")
+    @verdicts
     def thanks():
         form = FeedbackForm()
         verdict = form.verdict() if form.validate_on_submit() else None
@@ -222,7 +239,8 @@ def check_review(value: Any, where: str) -> str:
     return text
 
 
-def register_api(app: Flask, learner: Learner) -> None:
+def register_api(app: Flask, learner: Learner, predictions: Callable,
+                 verdicts: Callable) -> None:
     csrf = app.extensions["csrf"]
 
     @app.errorhandler(ApiError)
@@ -231,6 +249,7 @@ def register_api(app: Flask, learner: Learner) -> None:
 
     @app.post("/api/predict")
     @csrf.exempt
+    @predictions
     def api_predict():
         data = json_body()
         if ("review" in data) == ("reviews" in data):
@@ -253,6 +272,7 @@ def register_api(app: Flask, learner: Learner) -> None:
 
     @app.post("/api/feedback")
     @csrf.exempt
+    @verdicts
     def api_feedback():
         data = json_body()
         pid, correct = data.get("prediction_id"), data.get("correct")
@@ -308,6 +328,9 @@ def register_errors(app: Flask) -> None:
             message = (f"The request is larger than the {size_text(limit)} limit."
                        if limit and (request.content_length or 0) > limit
                        else "The request is too large.")
+        if status == 429:
+            message = (f"Too many requests from your address (limit: {exc.description}). "
+                       "Please wait a little and try again.")
         response = render_error(status, message)
         if status == 405:
             response.headers["Allow"] = ", ".join(exc.valid_methods or [])

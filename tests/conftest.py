@@ -39,16 +39,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_app(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Flask]:
     """Build apps on one temporary instance folder (call again to "restart")."""
+    from app import create_app
+
     apps: list[Flask] = []
 
     def factory(**config: Any) -> Flask:
         settings = {"INSTANCE_PATH": str(tmp_path / "instance"), "MODEL_DIR": str(tiny_model_dir),
-                    "TESTING": True, "BACKGROUND_CHECKPOINTS": False, **config}
+                    "TESTING": True, "BACKGROUND_CHECKPOINTS": False,
+                    "RATE_LIMITS": False, **config}
         app = create_app(settings)
         apps.append(app)
         return app
-
-    from app import create_app
 
     yield factory
     for app in apps:

@@ -276,3 +276,26 @@ def test_garbage_never_500(app: Flask, client, path: str) -> None:
         assert response.status_code == 400, (body[:40], response.get_data(as_text=True))
         assert "error" in response.get_json()
     assert counts(app) == (0, 0)
+
+
+def test_rate_limits_answer_429_with_retry_after(make_app):
+    """Per-client limits on predictions and on verdicts, each with its own budget."""
+    app = make_app(WTF_CSRF_ENABLED=False, RATE_LIMITS=True,
+                   PREDICT_LIMIT="3 per minute", VERDICT_LIMIT="1 per minute")
+    client = app.test_client()
+    review = {"review": "A wonderful, brilliant and moving film."}
+    ids = [client.post("/api/predict", json=review).json["prediction_id"] for _ in range(3)]
+    refused = client.post("/api/predict", json=review)
+    assert refused.status_code == 429
+    assert "error" in refused.json and int(refused.headers["Retry-After"]) > 0
+    # The HTML form shares the prediction budget.
+    assert client.post("/results", data={"review": review["review"]}).status_code == 429
+    assert client.post("/api/feedback", json={"prediction_id": ids[0], "correct": True}
+                       ).status_code == 201
+    refused = client.post("/api/feedback", json={"prediction_id": ids[1], "correct": True})
+    assert refused.status_code == 429 and refused.headers.get("Retry-After")
+    learner = app.extensions["learner"]
+    assert learner.feedback.counts() == {"predictions": 3, "accepted": 1}
+    # Another client still has its whole budget.
+    other = client.post("/api/predict", json=review, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert other.status_code == 200
