@@ -103,6 +103,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["RATELIMIT_ENABLED"] = bool(app.config["RATE_LIMITS"])
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     limiter = Limiter(client_id, app=app)
+    app.extensions["rate_limiter"] = limiter  # Flask-Limiter itself keeps only a weak reference
 
     # The app multiplies one review at a time: BLAS threads only add hand-offs
     # (they made each single-review partial_fit ~8x slower on 2 cores).
