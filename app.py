@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -356,6 +357,11 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
     learner: Learner = app.extensions["learner"]
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through serve() to the checkpoint below
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         if args.debug:
             app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
