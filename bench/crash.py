@@ -54,14 +54,16 @@ def drive(port: int, deadline: float, seed: int, tally: Tally) -> None:
     client = Client(port)
     while time.monotonic() < deadline:
         try:
-            status, data = client.json("/api/predict",
-                                       {"review": make_review(rng, rng.randrange(2))})
+            status, data = client.json(
+                "/api/predict", {"review": make_review(rng, rng.randrange(2))}
+            )
             tally.add(f"predict {status}")
             if status != 200:
                 continue
             pid = data["prediction_id"]
-            status, data = client.json("/api/feedback",
-                                       {"prediction_id": pid, "correct": rng.random() < 0.7})
+            status, data = client.json(
+                "/api/feedback", {"prediction_id": pid, "correct": rng.random() < 0.7}
+            )
             tally.add(f"verdict {status}")
             if status == 201:
                 with tally.lock:
@@ -73,8 +75,9 @@ def drive(port: int, deadline: float, seed: int, tally: Tally) -> None:
             time.sleep(0.05)
 
 
-def kill_and_restart(server: Server, restarts: int, seconds: float, seed: int,
-                     events: list[str]) -> None:
+def kill_and_restart(
+    server: Server, restarts: int, seconds: float, seed: int, events: list[str]
+) -> None:
     rng = random.Random(seed)
     moments = sorted(rng.uniform(0.05, 0.9) * seconds for _ in range(restarts))
     began = time.monotonic()
@@ -87,8 +90,7 @@ def kill_and_restart(server: Server, restarts: int, seconds: float, seed: int,
         events.append(f"restarted in {took:.2f} s")
 
 
-def check(instance: Path, server: Server, tally: Tally, model_dir: str | None
-          ) -> dict[str, object]:
+def check(instance: Path, server: Server, tally: Tally, model_dir: str | None) -> dict[str, object]:
     db = sqlite3.connect(instance / "reviews.sqlite")
     stored = dict(db.execute("SELECT id, prediction_id FROM feedback").fetchall())
     missing = [fid for fid, pid in tally.acknowledged if stored.get(fid) != pid]
@@ -101,7 +103,11 @@ def check(instance: Path, server: Server, tally: Tally, model_dir: str | None
     env = {**os.environ, "INSTANCE_PATH": str(instance), **server.env_extra}
     rebuild = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "model", "rebuild"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     sys.path.insert(0, str(ROOT))
     from app import create_app
@@ -127,8 +133,9 @@ def check(instance: Path, server: Server, tally: Tally, model_dir: str | None
     }
 
 
-def run(seconds: float, restarts: int, clients: int, seed: int, model_dir: str | None
-        ) -> tuple[bool, dict[str, object]]:
+def run(
+    seconds: float, restarts: int, clients: int, seed: int, model_dir: str | None
+) -> tuple[bool, dict[str, object]]:
     with tempfile.TemporaryDirectory() as tmp:
         instance = Path(tmp)
         env = {"SENTIMENT_MODEL_DIR": model_dir} if model_dir else {}
@@ -137,8 +144,10 @@ def run(seconds: float, restarts: int, clients: int, seed: int, model_dir: str |
         tally = Tally()
         events: list[str] = []
         deadline = time.monotonic() + seconds
-        threads = [threading.Thread(target=drive, args=(server.port, deadline, seed + i, tally))
-                   for i in range(clients)]
+        threads = [
+            threading.Thread(target=drive, args=(server.port, deadline, seed + i, tally))
+            for i in range(clients)
+        ]
         for t in threads:
             t.start()
         kill_and_restart(server, restarts, seconds, seed, events)
@@ -146,21 +155,29 @@ def run(seconds: float, restarts: int, clients: int, seed: int, model_dir: str |
             t.join()
         results = check(instance, server, tally, model_dir)
     fivexx = {k: v for k, v in tally.counts.items() if k.split()[-1].startswith("5")}
-    results.update({
-        "requests answered": sum(v for k, v in tally.counts.items() if not k.startswith("no")),
-        "restarts": restarts,
-        "5xx": sum(fivexx.values()),
-        "answers and errors by kind": dict(sorted(tally.counts.items())),
-        "events": events,
-    })
-    ok = (not results["acknowledged but missing"] and results["integrity_check"] == "ok"
-          and results["rebuild exit code"] == 0 and results["live digest == rebuilt digest"]
-          and not fivexx)
+    results.update(
+        {
+            "requests answered": sum(v for k, v in tally.counts.items() if not k.startswith("no")),
+            "restarts": restarts,
+            "5xx": sum(fivexx.values()),
+            "answers and errors by kind": dict(sorted(tally.counts.items())),
+            "events": events,
+        }
+    )
+    ok = (
+        not results["acknowledged but missing"]
+        and results["integrity_check"] == "ok"
+        and results["rebuild exit code"] == 0
+        and results["live digest == rebuilt digest"]
+        and not fivexx
+    )
     return ok, results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.crash", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.crash", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
