@@ -96,11 +96,15 @@ class Learner:
         self._unsaved = 0
         self._apply(self.feedback.accepted_after(self.applied_id))
 
-    def _apply(self, verdicts: list[Verdict]) -> None:
-        for verdict in verdicts:
-            self.model.learn(verdict.review, verdict.label)
-            self.applied_id = verdict.id
-            self._unsaved += 1
+    def _apply(self, verdicts: list[Verdict], chunk: int = 256) -> None:
+        """Learn from ``verdicts`` in id order, exactly as one ``partial_fit`` each."""
+        step = chunk if self.model.learns_in_batches_exactly else 1
+        for start in range(0, len(verdicts), step):
+            part = verdicts[start:start + step]
+            X = self.model.transform([v.review for v in part])
+            self.model.learn_features(X, np.array([v.label for v in part]))
+            self.applied_id = part[-1].id
+            self._unsaved += len(part)
 
     def sync(self) -> None:
         """Catch up with the log (new rows, or a quarantine elsewhere); cheap when idle.

@@ -147,3 +147,35 @@ def test_sync_is_cheap_when_nothing_changed(make_app, monkeypatch):
     assert calls == [], "an idle sync should not read the log"
     honest(learner, 1, seed=6)
     assert calls and learner.applied_id == 9
+
+
+def test_batched_learning_is_bit_identical_to_one_verdict_at_a_time(tiny_model_dir):
+    """The served settings make one partial_fit on k rows equal k single-row calls;
+    an L2 penalty would not, and then the learner must not batch."""
+    import random
+
+    import numpy as np
+
+    from model import SentimentModel
+    from tests.fakes import make_review
+
+    base = SentimentModel.load(tiny_model_dir)
+    assert base.learns_in_batches_exactly
+    rng = random.Random(3)
+    texts = [make_review(rng, rng.randrange(2)) for _ in range(40)]
+    labels = np.array([rng.randrange(2) for _ in texts])
+
+    one_by_one, batched = base.clone(), base.clone()
+    for text, label in zip(texts, labels, strict=True):
+        one_by_one.learn(text, int(label))
+    batched.learn_features(batched.transform(texts), labels)
+    assert batched.state().equals(one_by_one.state())
+
+    with_l2 = base.clone()
+    with_l2.classifier.set_params(penalty="l2", alpha=1e-3)
+    assert not with_l2.learns_in_batches_exactly
+    one_by_one, batched = with_l2.clone(), with_l2.clone()
+    for text, label in zip(texts, labels, strict=True):
+        one_by_one.learn(text, int(label))
+    batched.learn_features(batched.transform(texts), labels)
+    assert not batched.state().equals(one_by_one.state())
