@@ -159,7 +159,16 @@ class SentimentModel:
             if index not in pushes and index in contribution:
                 pushes[index] = (gram, contribution[index])
         ranked = sorted(pushes.values(), key=lambda item: abs(item[1]), reverse=True)
-        return [(gram, push) for gram, push in ranked[:k] if push != 0.0]
+        # "waste", "waste of" and "waste of time" tell the same story: keep the
+        # strongest of n-grams that contain one another.
+        chosen: list[tuple[str, float]] = []
+        for gram, push in ranked:
+            if push == 0.0 or any(_overlaps(gram, other) for other, _ in chosen):
+                continue
+            chosen.append((gram, push))
+            if len(chosen) == k:
+                break
+        return chosen
 
     # -- learning ---------------------------------------------------------
     def learn(self, text: str, label: int) -> None:
@@ -202,6 +211,12 @@ class SentimentModel:
         twin = SentimentModel(self.vectorizer, self._clf, self.manifest)
         twin.set_state(self.state())
         return twin
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """True if the word sequence of one n-gram occurs inside the other's."""
+    short, long = sorted((f" {a} ", f" {b} "), key=len)
+    return short in long
 
 
 def prepare_for_serving(clf: SGDClassifier, online: dict[str, Any]) -> SGDClassifier:

@@ -1,0 +1,44 @@
+"""The served model: explanations, state round trips, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model import ModelState, SentimentModel, _overlaps, atomic_write
+
+
+def test_explanation_names_the_words_that_pushed_each_way(tiny_model_dir: Path) -> None:
+    model = SentimentModel.load(tiny_model_dir)
+    pushes = model.explain("The plot was wonderful and brilliant, but the music was awful.")
+    grams = [g for g, _ in pushes]
+    assert pushes == sorted(pushes, key=lambda p: abs(p[1]), reverse=True)
+    assert dict(pushes)["wonderful"] > 0 and dict(pushes)["awful"] < 0
+    # No n-gram is listed next to one that contains it.
+    assert not any(_overlaps(a, b) for i, a in enumerate(grams) for b in grams[i + 1:])
+
+
+def test_overlap_is_by_whole_words() -> None:
+    assert _overlaps("waste", "waste of time") and _overlaps("of time", "waste of time")
+    assert not _overlaps("bad", "badly made") and not _overlaps("i love this", "love this movie")
+
+
+def test_state_round_trips_bit_for_bit(tiny_model_dir: Path) -> None:
+    model = SentimentModel.load(tiny_model_dir)
+    model.learn("A wonderful film with a brilliant cast.", 0)
+    state = model.state()
+    again = ModelState.from_bytes(state.to_bytes())
+    assert again.equals(state) and again.coef.dtype == np.float32
+    other = SentimentModel.load(tiny_model_dir)
+    assert not other.state().equals(state)
+    other.set_state(again)
+    assert other.predict(["A wonderful film"])[0] == model.predict(["A wonderful film"])[0]
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    target = tmp_path / "state.bin"
+    atomic_write(target, b"old")
+    atomic_write(target, b"new contents")
+    assert target.read_bytes() == b"new contents"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.bin"]
