@@ -8,7 +8,7 @@ from pathlib import Path
 
 from train.data import ARCHIVE_ENV, ARCHIVE_URL, DataError
 from train.presets import PRESETS
-from train.stopwords import MissingStopwords
+from train.stopwords import MissingStopwordsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,11 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
                         help="training recipe: 'default' (ours) or 'book' (the tutorial)")
     parser.add_argument("--archive", metavar="PATH",
-                        help=f"local aclImdb archive; else ${ARCHIVE_ENV}; else download {ARCHIVE_URL}")
+                        help=f"local aclImdb archive; else ${ARCHIVE_ENV}; "
+                             f"else download {ARCHIVE_URL}")
     parser.add_argument("--csv", type=Path, default=ROOT / "data" / "movie_data.csv",
                         help="where the shuffled CSV is written (default: data/movie_data.csv)")
     parser.add_argument("--reuse-csv", action="store_true",
-                        help="train from an existing --csv instead of rebuilding it from the archive")
+                        help="train from an existing --csv instead of rebuilding it "
+                             "from the archive")
     parser.add_argument("--out", type=Path, default=ROOT / "pkl_objects",
                         help="folder for classifier.pkl, stopwords.pkl, manifest.json")
     parser.add_argument("--no-save", action="store_true", help="train and report, write no pickles")
@@ -52,8 +54,10 @@ def print_summary(report: dict) -> None:
         rate = f"{stage['docs_per_s']:>10,.0f} docs/s" if stage["docs_per_s"] else ""
         print(f"  {name:<10} {stage['seconds']:7.2f} s {rate}")
     rss = report["peak_rss_mb"]
+    cpu = report["cpu_seconds"]
     print(f"  wall {report['wall_seconds']:.2f} s; peak RSS {rss['main']:.0f} MB "
-          f"(largest worker {rss['largest_worker']:.0f} MB)")
+          f"(largest worker {rss['largest_worker']:.0f} MB); CPU {cpu['main']:.1f} s "
+          f"+ workers {cpu['workers']:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers, seed=args.seed, copies=args.copies,
             skip_csv=args.reuse_csv, progress=not args.quiet,
         )
-    except (DataError, MissingStopwords) as exc:
+    except (DataError, MissingStopwordsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_summary(report)

@@ -9,8 +9,11 @@ code train on the corpus replicated many times.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import hashlib
+import lzma
 import marshal
 import os
 import random
@@ -18,9 +21,12 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -103,21 +109,118 @@ class Review:
 
 
 def iter_archive(archive: Path) -> Iterator[Review]:
-    """Labelled reviews in archive order, read straight from the tar stream."""
+    """Labelled reviews in archive order, read straight from the (compressed) tar stream."""
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
-            for member in tar:
-                parts = member.name.split("/")
-                if not (member.isfile() and len(parts) == 4 and parts[3].endswith(".txt")):
+        with _open_decompressed(Path(archive)) as stream:
+            for name, data in _tar_files(stream):
+                parts = name.split("/")
+                if not (len(parts) == 4 and parts[3].endswith(".txt")):
                     continue
-                _, split, label, name = parts
+                _, split, label, base = parts
                 if split not in SPLITS or label not in ("pos", "neg"):
                     continue
-                fh = tar.extractfile(member)
-                text = fh.read().decode("utf-8", errors="replace")
-                yield Review(text, int(label == "pos"), split, f"{split}/{label}/{name[:-4]}")
-    except (tarfile.TarError, EOFError, OSError) as exc:
+                text = data.decode("utf-8", errors="replace")
+                yield Review(text, int(label == "pos"), split, f"{split}/{label}/{base[:-4]}")
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise DataError(f"cannot read {archive} as a tar archive: {exc}") from exc
+
+
+def _open_decompressed(path: Path) -> BinaryIO:
+    """The archive's tar bytes, whatever the compression (what ``tarfile``'s "r|*" accepts)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(path, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(path, "rb")
+    if magic.startswith((b"\xfd7zXZ\x00", b"\x5d\x00\x00")):
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+_BLOCK = 512
+_FAST_TYPES = {b"0": True, b"\0": True, b"7": True, b"5": False}  # type -> has data blocks
+
+
+def _tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
+    """(name, content) of each regular file of a tar stream, in archive order.
+
+    ``tarfile`` parses every header in Python objects and was half of the
+    ``csv`` stage; this reads the plain ustar/GNU headers that make up
+    aclImdb (regular files and folders) directly. At the first header it does
+    not handle itself (pax or GNU long names, links, sparse files, a bad
+    checksum...), it hands the rest of the stream to ``tarfile``, so unusual
+    archives read exactly as before and broken ones fail the same way.
+    """
+    first = True
+    while True:
+        header = stream.read(_BLOCK)
+        if not header and not first:
+            return  # no end-of-archive blocks: tarfile accepts that too
+        if len(header) == _BLOCK and header.count(0) == _BLOCK:
+            return  # end-of-archive marker
+        member = _plain_header(header)
+        if member is None:
+            yield from _tarfile_rest(header, stream)
+            return
+        first = False
+        name, size, has_data = member
+        if has_data:
+            data = stream.read(size)
+            if len(data) != size:
+                raise tarfile.ReadError("unexpected end of data")
+            stream.read(-size % _BLOCK)
+            yield name, data
+
+
+def _plain_header(header: bytes) -> tuple[str, int, bool] | None:
+    """(name, size, is a regular file) of a plain header; None when ``tarfile`` must decide."""
+    if len(header) != _BLOCK or header[156:157] not in _FAST_TYPES or header[124] & 0x80:
+        return None
+    try:
+        checksum = int(header[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+        size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+        prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    unsigned = 256 + sum(header) - sum(header[148:156])
+    if checksum != unsigned:  # some old tars sum signed chars
+        high = sum(1 for b in header[:148] + header[156:] if b > 127)
+        if checksum != unsigned - 256 * high:
+            return None
+    has_data = _FAST_TYPES[header[156:157]]
+    if header[156:157] == b"\0" and name.endswith("/"):
+        has_data = False  # old V7 folder
+    if not has_data:
+        name = name.rstrip("/")
+    if prefix:
+        name = f"{prefix}/{name}"
+    return name, size, has_data
+
+
+class _Prepended:
+    """A read-only stream: ``head`` bytes, then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head = head
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.stream.read(size)
+        if size < 0:
+            out, self.head = self.head + self.stream.read(), b""
+            return out
+        out, self.head = self.head[:size], self.head[size:]
+        return out + (self.stream.read(size - len(out)) if len(out) < size else b"")
+
+
+def _tarfile_rest(header: bytes, stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
+    with tarfile.open(fileobj=_Prepended(header, stream), mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                yield member.name, tar.extractfile(member).read()
 
 
 def build_csv(archive: Path, csv_path: Path, seed: int = 0, copies: int = 1) -> dict[str, int]:
@@ -136,17 +239,14 @@ def build_csv(archive: Path, csv_path: Path, seed: int = 0, copies: int = 1) -> 
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=csv_path.parent) as tmp:
         bucket_paths = [Path(tmp) / f"bucket{i:03d}" for i in range(SHUFFLE_BUCKETS)]
-        files = [open(p, "wb") for p in bucket_paths]
-        try:
+        with ExitStack() as stack:
+            files = [stack.enter_context(open(p, "wb")) for p in bucket_paths]
             for copy in range(copies):
                 for r in iter_archive(archive):
                     doc_id = r.id if copy == 0 else f"{r.id}#{copy}"
                     row = (r.review, r.sentiment, r.split, doc_id)
                     marshal.dump(row, files[rng.randrange(SHUFFLE_BUCKETS)])
                     counts[r.split] += 1
-        finally:
-            for f in files:
-                f.close()
         if counts["train"] == 0 or counts["test"] == 0:
             raise DataError(
                 f"{archive} holds no labelled reviews in aclImdb/{{train,test}}/{{pos,neg}}/"
@@ -172,6 +272,16 @@ def _read_marshalled(path: Path) -> Iterator[tuple]:
                 return
 
 
+def stream_rows(csv_path: Path) -> Iterator[tuple[str, int, str]]:
+    """(review, sentiment, split) of every CSV row, in file order, read in chunks."""
+    for chunk in pd.read_csv(
+        csv_path, chunksize=4096, usecols=["review", "sentiment", "split"],
+        dtype={"review": str, "sentiment": np.int8, "split": str},
+        na_filter=False,  # a review reading "NA" or "null" is text, not a missing value
+    ):
+        yield from zip(chunk["review"], chunk["sentiment"].tolist(), chunk["split"], strict=True)
+
+
 def stream_docs(
     csv_path: Path, split: str | None = None, start: int = 0, stop: int | None = None
 ) -> Iterator[tuple[str, int]]:
@@ -181,17 +291,14 @@ def stream_docs(
     45,000 reviews" or "rows 45,000-50,000" mean the same as in the tutorial.
     """
     seen = 0
-    for chunk in pd.read_csv(
-        csv_path, chunksize=4096, dtype={"review": str, "sentiment": np.int8, "split": str}
-    ):
-        if split is not None:
-            chunk = chunk[chunk["split"] == split]
-        for text, label in zip(chunk["review"], chunk["sentiment"], strict=True):
-            if stop is not None and seen >= stop:
-                return
-            if seen >= start:
-                yield text, int(label)
-            seen += 1
+    for text, label, row_split in stream_rows(csv_path):
+        if split is not None and row_split != split:
+            continue
+        if stop is not None and seen >= stop:
+            return
+        if seen >= start:
+            yield text, label
+        seen += 1
 
 
 def minibatches(

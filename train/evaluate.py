@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,28 +11,51 @@ import scipy.sparse as sp
 from sklearn.linear_model import SGDClassifier
 
 
+@dataclass
+class Metrics:
+    """Accuracy, confusion counts and log loss, accumulated minibatch by minibatch.
+
+    Accumulating counts (not predictions) keeps memory flat, and lets one
+    batch of predictions feed several evaluation sets that share reviews.
+    """
+
+    n: int = 0
+    correct: int = 0
+    tp: int = 0
+    tn: int = 0
+    fp: int = 0
+    fn: int = 0
+    log_loss: float = 0.0
+
+    def update(self, proba: np.ndarray, y: np.ndarray) -> None:
+        """Add a batch: ``proba`` is P(positive) for each review, ``y`` its 0/1 label."""
+        pred = (proba >= 0.5).astype(y.dtype)
+        self.n += len(y)
+        self.correct += int(np.sum(pred == y))
+        self.tp += int(np.sum((pred == 1) & (y == 1)))
+        self.tn += int(np.sum((pred == 0) & (y == 0)))
+        self.fp += int(np.sum((pred == 1) & (y == 0)))
+        self.fn += int(np.sum((pred == 0) & (y == 1)))
+        p_true = np.clip(np.where(y == 1, proba, 1 - proba), 1e-15, 1.0)
+        self.log_loss -= float(np.sum(np.log(p_true)))
+
+    def result(self) -> dict[str, Any]:
+        """The figures as the report and manifest store them (rounded to 5 places)."""
+        if self.n == 0:
+            raise ValueError("no reviews to evaluate on")
+        return {
+            "accuracy": round(self.correct / self.n, 5),
+            "n": self.n,
+            "confusion": {"tp": self.tp, "tn": self.tn, "fp": self.fp, "fn": self.fn},
+            "log_loss": round(self.log_loss / self.n, 5),
+        }
+
+
 def evaluate_stream(
     clf: SGDClassifier, batches: Iterable[tuple[sp.csr_matrix, np.ndarray]]
 ) -> dict[str, Any]:
-    """Accuracy, confusion counts and log loss, accumulated minibatch by minibatch."""
-    n = correct = tp = tn = fp = fn = 0
-    log_loss = 0.0
+    """Accuracy, confusion counts and log loss of ``clf`` over (features, labels) batches."""
+    metrics = Metrics()
     for X, y in batches:
-        proba = clf.predict_proba(X)[:, 1]
-        pred = (proba >= 0.5).astype(y.dtype)
-        n += len(y)
-        correct += int(np.sum(pred == y))
-        tp += int(np.sum((pred == 1) & (y == 1)))
-        tn += int(np.sum((pred == 0) & (y == 0)))
-        fp += int(np.sum((pred == 1) & (y == 0)))
-        fn += int(np.sum((pred == 0) & (y == 1)))
-        p_true = np.clip(np.where(y == 1, proba, 1 - proba), 1e-15, 1.0)
-        log_loss -= float(np.sum(np.log(p_true)))
-    if n == 0:
-        raise ValueError("no reviews to evaluate on")
-    return {
-        "accuracy": round(correct / n, 5),
-        "n": n,
-        "confusion": {"tp": tp, "tn": tn, "fp": fp, "fn": fn},
-        "log_loss": round(log_loss / n, 5),
-    }
+        metrics.update(clf.predict_proba(X)[:, 1], y)
+    return metrics.result()

@@ -7,7 +7,7 @@ from vectorizer import without_negations
 CHOICES = ("nltk", "nltk-keep-negations", "none")
 
 
-class MissingStopwords(Exception):
+class MissingStopwordsError(Exception):
     """NLTK's English stopword list is not installed where NLTK looks."""
 
 
@@ -22,7 +22,7 @@ def nltk_english() -> list[str]:
     try:
         return stopwords.words("english")
     except LookupError as exc:
-        raise MissingStopwords(
+        raise MissingStopwordsError(
             "NLTK's English stopwords are missing: set NLTK_DATA to a folder holding "
             "corpora/stopwords/english (python -m nltk.downloader -d DIR stopwords "
             "on a connected machine)"

@@ -2,13 +2,22 @@
 
 Stages (each timed in the report):
 1. ``csv``: the archive read straight from the tar into a shuffled CSV.
-2. ``features``: one streaming pass that vectorizes the training minibatches
-   in worker processes, counts n-grams per class for the Naive-Bayes weights
-   and spills the raw features to a disk cache (skipped by one-pass presets,
-   which learn during this pass instead).
+2. ``features``: one streaming pass that hashes the training minibatches in
+   worker processes, counts n-grams per class for the Naive-Bayes weights
+   and spills the raw features to a disk cache (one-pass presets learn
+   during this pass instead).
 3. ``sgd``: shuffled passes over the cached minibatches with ``partial_fit``.
-4. ``evaluate``: accuracy on each evaluation set, streamed the same way.
+   The first pass finishes each batch (weights, row norm) and writes it back,
+   so later passes only read it. Meanwhile the workers, otherwise idle, hash
+   the evaluation sets into a second cache: raw counts need no weights.
+4. ``evaluate``: waits for whatever evaluation batches are still being
+   hashed, finishes each cached batch with the weights in this process,
+   predicts it once and counts it towards every evaluation set its reviews
+   belong to.
 5. ``save``: pickles, manifest and the holdout, written atomically.
+
+Both presets take this one path; a one-pass preset (the book's) simply has
+no ``sgd`` passes to hide the evaluation hashing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import platform
 import resource
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +43,23 @@ from sklearn.linear_model import SGDClassifier
 from tqdm import tqdm
 
 from model import CLASSES, prepare_for_serving, save_base
-from train.data import build_csv, minibatches, resolve_archive, sha256_file, stream_docs
-from train.evaluate import evaluate_stream
-from train.pipeline import FeatureCache, FeaturePool
+from train.data import (
+    DataError,
+    build_csv,
+    minibatches,
+    resolve_archive,
+    sha256_file,
+    stream_docs,
+    stream_rows,
+)
+from train.evaluate import Metrics
+from train.pipeline import BackgroundSpill, FeatureCache, FeaturePool
 from train.presets import EvalSet, Preset
 from train.stopwords import stopwords_for
 from vectorizer import ReviewVectorizer
 
 CURVE_EVERY = 5  # minibatches between learning-curve points in the first pass
+EVAL_BATCH = 1000  # reviews per evaluation minibatch
 
 
 @dataclass
@@ -83,11 +101,71 @@ def peak_rss_mb() -> dict[str, float]:
     return {"main": round(own, 1), "largest_worker": round(workers, 1)}
 
 
-def eval_batches(csv_path: Path, es: EvalSet, size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of this process and of its finished workers.
+
+    Unlike wall time, this barely depends on what else the machine runs, so
+    it is the figure to compare runs on a shared machine.
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"main": round(own.ru_utime + own.ru_stime, 2),
+            "workers": round(workers.ru_utime + workers.ru_stime, 2)}
+
+
+def eval_docs(csv_path: Path, es: EvalSet) -> Iterator[tuple[str, int]]:
+    """The reviews of one evaluation set, cut to ``es.truncate`` characters if set."""
     docs = stream_docs(csv_path, es.split, es.start, es.stop)
     if es.truncate:
         docs = ((text[: es.truncate], label) for text, label in docs)
-    return minibatches(docs, size)
+    return docs
+
+
+def eval_jobs(
+    csv_path: Path, sets: Sequence[EvalSet], size: int = EVAL_BATCH
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Minibatches covering every review of ``sets`` in one pass over the CSV.
+
+    Evaluation sets overlap (the tutorial's rows 45,000-50,000 are half test
+    split), so each distinct text is hashed and predicted once: a batch comes
+    with ``member``, one row per review and one column per set, saying which
+    sets the review counts for. A set that cuts reviews (``truncate``) sees
+    different texts, so it gets batches of its own. Memory: one pending
+    batch per distinct ``truncate``.
+    """
+    cuts = [es.truncate or None for es in sets]
+    seen = [0] * len(sets)
+    pending: dict[int | None, tuple[list[str], list[int], list[list[bool]]]] = {
+        cut: ([], [], []) for cut in dict.fromkeys(cuts)
+    }
+
+    def batch(cut: int | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+        texts, labels, member = pending[cut]
+        pending[cut] = ([], [], [])
+        return texts, np.asarray(labels, dtype=np.int64), np.asarray(member, dtype=bool)
+
+    bounded = all(es.stop is not None for es in sets)
+    for text, label, split in stream_rows(csv_path):
+        inside = []
+        for j, es in enumerate(sets):
+            if es.split is None or es.split == split:
+                inside.append(es.start <= seen[j] and (es.stop is None or seen[j] < es.stop))
+                seen[j] += 1
+            else:
+                inside.append(False)
+        for cut, (texts, labels, member) in pending.items():
+            row = [hit and c == cut for hit, c in zip(inside, cuts, strict=True)]
+            if any(row):
+                texts.append(text if cut is None else text[:cut])
+                labels.append(label)
+                member.append(row)
+                if len(texts) == size:
+                    yield batch(cut)
+        if bounded and all(n >= es.stop for n, es in zip(seen, sets, strict=True)):
+            break
+    for cut, (texts, _, _) in list(pending.items()):
+        if texts:
+            yield batch(cut)
 
 
 def nb_weights(pos: np.ndarray, neg: np.ndarray, smoothing: float, floor: float) -> np.ndarray:
@@ -103,6 +181,47 @@ def nb_weights(pos: np.ndarray, neg: np.ndarray, smoothing: float, floor: float)
     return (np.abs(ratio) + floor).astype(np.float32)
 
 
+def count_documents(X: sp.csr_matrix, y: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:
+    """Add to ``pos``/``neg`` how many reviews of each class contain each feature.
+
+    ``X`` comes canonical from the hasher (one entry per feature and row), so
+    counting its non-zero entries per column is the document frequency; a
+    ``bincount`` does that without building boolean sparse copies.
+    """
+    nonzero = X.data != 0
+    positive = np.repeat(y == 1, np.diff(X.indptr))
+    n = len(pos)
+    pos += np.bincount(X.indices[nonzero & positive], minlength=n)
+    neg += np.bincount(X.indices[nonzero & ~positive], minlength=n)
+
+
+class LearningCurve:
+    """Accuracy on a small fixed set as training goes.
+
+    The set is hashed once; its final features are computed once per
+    vectorizer (:meth:`use`), so a point costs one prediction. Without any
+    review in the set (no holdout) there is simply no curve.
+    """
+
+    def __init__(
+        self, batches: list[tuple[sp.csr_matrix, np.ndarray]], points: list[dict[str, Any]]
+    ) -> None:
+        self.raw = sp.vstack([X for X, _ in batches]).tocsr() if batches else None
+        self.y = np.concatenate([y for _, y in batches]) if batches else None
+        self.X = self.raw
+        self.points = points
+
+    def use(self, vectorizer: ReviewVectorizer) -> None:
+        if self.raw is not None:
+            self.X = vectorizer.finish(self.raw.copy())
+
+    def point(self, clf: SGDClassifier, seen: int, epoch: int) -> None:
+        if self.X is None:
+            return
+        accuracy = float(np.mean(clf.predict(self.X) == self.y))
+        self.points.append({"docs_seen": seen, "epoch": epoch, "accuracy": round(accuracy, 4)})
+
+
 def train(
     preset: Preset,
     csv_path: Path,
@@ -112,95 +231,188 @@ def train(
     report: Report | None = None,
     progress: bool = True,
 ) -> tuple[SGDClassifier, np.ndarray | None, Report]:
-    """Fit the preset's classifier on the CSV; returns it, the feature weights and the report."""
+    """Fit the preset's classifier on the CSV and score it on the preset's evaluation sets.
+
+    Training and evaluation share one worker pool so that the evaluation
+    sets are hashed while SGD runs. Returns the classifier as it will be
+    served (:func:`model.prepare_for_serving`, what the accuracies are
+    measured on), the feature weights (None for presets without) and the
+    report.
+    """
     report = report or Report(preset.name)
     spec = preset.vectorizer
     raw_vectorizer = ReviewVectorizer(spec, stopwords)  # weights come after pass 1
     clf = SGDClassifier(**preset.sgd)
     rng = np.random.RandomState(seed)
+    curve_set = preset.curve_set
+    spilled = [es for es in preset.evaluations if es != curve_set]
 
-    train_docs = stream_docs(
-        csv_path, preset.train_split, preset.holdout,
-        None if preset.train_stop is None else preset.holdout + preset.train_stop,
-    )
-    def curve_point(vectorizer: ReviewVectorizer, seen: int, epoch: int) -> None:
-        X = vectorizer.finish(curve_raw.copy())
-        report.curve.append(
-            {"docs_seen": seen, "epoch": epoch,
-             "accuracy": round(float(np.mean(clf.predict(X) == curve_y)), 4)}
-        )
-
-    one_pass = spec.feature_weights is None and preset.epochs == 1
-    with FeaturePool(raw_vectorizer, workers) as pool, tempfile.TemporaryDirectory() as tmp:
-        # The curve set is small and fixed: vectorize it once, weight it per point.
-        curve = list(pool.raw_counts(minibatches(_curve_docs(preset, csv_path), 1000)))
-        curve_raw = sp.vstack([X for X, _ in curve]).tocsr()
-        curve_y = np.concatenate([y for _, y in curve])
-        cache = FeatureCache(Path(tmp))
-        pos = np.zeros(spec.n_features)
-        neg = np.zeros(spec.n_features)
-        stage = report.stage("features")
-        start = time.perf_counter()
-        batches = pool.raw_counts(minibatches(train_docs, preset.batch_size))
-        for i, (X, y) in enumerate(tqdm(batches, desc="features", unit="batch", disable=not progress)):
-            stage.docs += X.shape[0]
-            if one_pass:
-                clf.partial_fit(X, y, classes=CLASSES)
-                if (i + 1) % CURVE_EVERY == 0:
-                    curve_point(raw_vectorizer, stage.docs, 1)
-            else:
-                binary = X.astype(bool)
-                pos += np.asarray(binary[y == 1].sum(axis=0)).ravel()
-                neg += np.asarray(binary[y == 0].sum(axis=0)).ravel()
-                cache.append(X, y)
-        stage.seconds = time.perf_counter() - start
-        if stage.docs == 0:
-            raise ValueError("no training reviews in the CSV")
-
-        weights = None
-        if spec.feature_weights is not None:
-            weights = nb_weights(pos, neg, preset.nb_smoothing, preset.weight_floor)
-        model_vectorizer = ReviewVectorizer(spec, stopwords, weights)
-        if not one_pass:
-            _sgd_passes(preset, clf, cache, model_vectorizer, rng, report, curve_point, progress)
-        if one_pass or not report.curve or report.curve[-1]["docs_seen"] != stage.docs * preset.epochs:
-            curve_point(model_vectorizer, stage.docs * preset.epochs, preset.epochs)
+    with (
+        tempfile.TemporaryDirectory(prefix="sentiment-train-") as tmp,
+        FeaturePool(raw_vectorizer, workers) as pool,
+    ):
+        # The curve set is small and fixed: hash it once, keep it in memory.
+        batches = pool.raw_counts(minibatches(_curve_docs(preset, csv_path), EVAL_BATCH))
+        curve = LearningCurve(list(batches), report.curve)
+        if one_pass(preset):  # points during the first pass, before any weights
+            curve.use(raw_vectorizer)
+        cache = FeatureCache(Path(tmp) / "train")
+        weights = _first_pass(preset, csv_path, pool, clf, cache, curve, raw_vectorizer,
+                              report, progress)
+        vectorizer = ReviewVectorizer(spec, stopwords, weights)
+        curve.use(vectorizer)
+        # From here on the workers would idle: give them the evaluation sets.
+        spill = pool.spill(eval_jobs(csv_path, spilled), FeatureCache(Path(tmp) / "eval"))
+        try:
+            train_docs = report.stages["features"].docs
+            if not one_pass(preset):
+                _sgd_passes(preset, clf, cache, vectorizer, rng, report, curve, progress)
+            total = train_docs * preset.epochs
+            if not report.curve or report.curve[-1]["docs_seen"] != total:
+                curve.point(clf, total, preset.epochs)
+            served = prepare_for_serving(clf, preset.online)
+            _evaluate(preset, served, vectorizer, curve, spilled, spill, report, progress)
+        finally:
+            spill.close()
         report.info["feature_cache_mb"] = round(cache.bytes / 2**20, 1)
-    report.info["train_docs"] = report.stages["features"].docs
-    return clf, weights, report
+        report.info["eval_cache_mb"] = round(spill.cache.bytes / 2**20, 1)
+    report.info["train_docs"] = train_docs
+    return served, weights, report
+
+
+def one_pass(preset: Preset) -> bool:
+    """Whether the preset learns while streaming (no weights to compute first, one epoch)."""
+    return preset.vectorizer.feature_weights is None and preset.epochs == 1
 
 
 def _curve_docs(preset: Preset, csv_path: Path) -> Iterator[tuple[str, int]]:
     """The small fixed set the learning curve is measured on (default: the holdout)."""
     if preset.curve_set is not None:
-        es = preset.curve_set
-        return stream_docs(csv_path, es.split, es.start, es.stop)
+        return eval_docs(csv_path, preset.curve_set)
     return stream_docs(csv_path, preset.train_split, 0, preset.holdout)
 
 
-def _sgd_passes(preset, clf, cache, vectorizer, rng, report, curve_point, progress) -> None:
-    """Several passes over the cached minibatches, each in a fresh random order."""
+def _first_pass(
+    preset: Preset,
+    csv_path: Path,
+    pool: FeaturePool,
+    clf: SGDClassifier,
+    cache: FeatureCache,
+    curve: LearningCurve,
+    vectorizer: ReviewVectorizer,
+    report: Report,
+    progress: bool,
+) -> np.ndarray | None:
+    """Stream the training reviews once: learn (one-pass presets) or count and cache.
+
+    Returns the Naive-Bayes feature weights, or None for presets without.
+    """
+    spec = preset.vectorizer
+    learn_now = one_pass(preset)
+    train_docs = stream_docs(
+        csv_path, preset.train_split, preset.holdout,
+        None if preset.train_stop is None else preset.holdout + preset.train_stop,
+    )
+    pos = np.zeros(spec.n_features)
+    neg = np.zeros(spec.n_features)
+    stage = report.stage("features")
+    start = time.perf_counter()
+    batches = pool.raw_counts(minibatches(train_docs, preset.batch_size))
+    for i, (X, y) in enumerate(tqdm(batches, desc="features", unit="batch", disable=not progress)):
+        stage.docs += X.shape[0]
+        if learn_now:
+            clf.partial_fit(vectorizer.finish(X), y, classes=CLASSES)
+            if (i + 1) % CURVE_EVERY == 0:
+                curve.point(clf, stage.docs, 1)
+        else:
+            count_documents(X, y, pos, neg)
+            cache.append(X, y)
+    stage.seconds = time.perf_counter() - start
+    if stage.docs == 0:
+        raise DataError(f"no training reviews in {csv_path}")
+    if spec.feature_weights is None:
+        return None
+    return nb_weights(pos, neg, preset.nb_smoothing, preset.weight_floor)
+
+
+def _sgd_passes(
+    preset: Preset,
+    clf: SGDClassifier,
+    cache: FeatureCache,
+    vectorizer: ReviewVectorizer,
+    rng: np.random.RandomState,
+    report: Report,
+    curve: LearningCurve,
+    progress: bool,
+) -> None:
+    """Several passes over the cached minibatches, each in a fresh random order.
+
+    The first pass finishes each raw batch and writes it back, so the other
+    passes skip the weighting and normalising (same bytes, same result).
+    """
     stage = report.stage("sgd")
     start = time.perf_counter()
     seen = 0
-    total = cache.count * preset.epochs
-    with tqdm(total=total, desc="sgd", unit="batch", disable=not progress) as bar:
+    with tqdm(total=cache.count * preset.epochs, desc="sgd", unit="batch",
+              disable=not progress) as bar:
         for epoch in range(1, preset.epochs + 1):
             for n, index in enumerate(rng.permutation(cache.count)):
                 X, y = cache.load(index)
-                X = vectorizer.finish(X)
+                if epoch == 1:
+                    X = vectorizer.finish(X)
+                    cache.replace(index, X, y)
                 order = rng.permutation(X.shape[0])
                 clf.partial_fit(X[order], y[order], classes=CLASSES)
                 seen += X.shape[0]
                 bar.update()
                 if epoch == 1 and (n + 1) % CURVE_EVERY == 0:
-                    stage.seconds += time.perf_counter() - start
-                    curve_point(vectorizer, seen, epoch)
-                    start = time.perf_counter()
-            stage.seconds += time.perf_counter() - start
-            curve_point(vectorizer, seen, epoch)
-            start = time.perf_counter()
+                    curve.point(clf, seen, epoch)
+            curve.point(clf, seen, epoch)
+    stage.seconds = time.perf_counter() - start
     stage.docs = seen
+
+
+def _evaluate(
+    preset: Preset,
+    clf: SGDClassifier,
+    vectorizer: ReviewVectorizer,
+    curve: LearningCurve,
+    spilled: Sequence[EvalSet],
+    spill: BackgroundSpill,
+    report: Report,
+    progress: bool,
+) -> None:
+    """Accuracy on each evaluation set, from the batches the workers spilled.
+
+    Batches are taken as soon as they are on disk, so predicting overlaps
+    with the hashing that is still going on. A set equal to the curve set is
+    scored on the curve's features, already in memory.
+    """
+    stage = report.stage("evaluate")
+    start = time.perf_counter()
+    report.info["eval_docs_hashed_before_evaluate"] = spill.cache.docs
+    metrics = {es.name: Metrics() for es in preset.evaluations}
+    for es in preset.evaluations:
+        if es == preset.curve_set and curve.X is not None:
+            metrics[es.name].update(clf.predict_proba(curve.X)[:, 1], curve.y)
+    with tqdm(desc="evaluate", unit="doc", disable=not progress) as bar:
+        for index in spill.finished():
+            X, y, member = spill.cache.load_with_member(index)
+            proba = clf.predict_proba(vectorizer.finish(X))[:, 1]
+            for j, es in enumerate(spilled):
+                rows = member[:, j]
+                if rows.all():
+                    metrics[es.name].update(proba, y)
+                elif rows.any():
+                    metrics[es.name].update(proba[rows], y[rows])
+            bar.update(len(y))
+    for es in preset.evaluations:
+        if metrics[es.name].n == 0:
+            raise DataError(f"evaluation set {es.name!r} ({es.description}) has no reviews")
+        report.accuracy[es.name] = {**metrics[es.name].result(), "description": es.description}
+        stage.docs += metrics[es.name].n
+    stage.seconds = time.perf_counter() - start
+    report.info["eval_docs_hashed"] = spill.cache.docs
 
 
 def holdout_csv_gz(csv_path: Path, preset: Preset) -> bytes:
@@ -238,19 +450,8 @@ def run(
         stage.docs = sum(counts.values())
         report.info["archive"] = {"path": str(archive_path), "sha256": sha256_file(archive_path)}
         report.info["csv_rows"] = counts
-    clf, weights, report = train(preset, csv_path, stopwords, workers, seed, report, progress)
-
-    served = prepare_for_serving(clf, preset.online)
+    served, weights, report = train(preset, csv_path, stopwords, workers, seed, report, progress)
     spec = preset.vectorizer
-    vectorizer = ReviewVectorizer(spec, stopwords, weights)
-    stage = report.stage("evaluate")
-    start = time.perf_counter()
-    with FeaturePool(vectorizer, workers) as pool:
-        for es in preset.evaluations:
-            result = evaluate_stream(served, pool.features(eval_batches(csv_path, es, 1000)))
-            report.accuracy[es.name] = {**result, "description": es.description}
-            stage.docs += result["n"]
-    stage.seconds = time.perf_counter() - start
 
     if out_dir is not None:
         stage = report.stage("save")
@@ -272,6 +473,7 @@ def run(
         report.info["model_size_bytes"] = manifest["size_bytes"]
     report.info["wall_seconds"] = round(time.perf_counter() - wall, 3)
     report.info["peak_rss_mb"] = peak_rss_mb()
+    report.info["cpu_seconds"] = cpu_seconds()
     report.info["workers"] = workers
     result = report.as_dict()
     if report_dir is not None:
