@@ -102,16 +102,19 @@ DEFAULT = Preset(
     train_stop=None,
     holdout=2_000,
     batch_size=1_000,
-    epochs=10,
+    # The holdout accuracy peaks around 5 passes, then averaged SGD overfits.
+    epochs=5,
     sgd={"loss": "log_loss", "alpha": 3e-6, "average": True, "random_state": 1},
     # Feedback: a constant step big enough for ~50 corrections to teach a new
     # word; no L2 decay and no shuffling, which makes a batch of pending
     # verdicts bit-identical to one partial_fit each (see model.py).
     online={"learning_rate": "constant", "eta0": 1.0, "penalty": None, "shuffle": False},
     nb_smoothing=1.0,
-    # Scale = |NB ratio| + 1: words never seen in training keep a usable
-    # scale, so feedback can teach them (costs <= 0.05 points on validation).
-    weight_floor=1.0,
+    # Scale = |NB ratio| + 0.5: words never seen in training keep a usable
+    # scale, so feedback can still teach them. Holdout accuracy after 5 passes:
+    # floor 0.3 0.9245, 0.5 0.922, 1.0 ~0.917; a floor of 0 makes new words
+    # unlearnable.
+    weight_floor=0.5,
 )
 
 PRESETS = {p.name: p for p in (DEFAULT, BOOK)}
