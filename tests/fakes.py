@@ -12,9 +12,9 @@ import random
 from pathlib import Path
 
 POSITIVE = ["wonderful", "brilliant", "moving", "superb", "delightful", "masterpiece",
-            "loved", "charming", "gripping", "beautiful", "excellent", "great"]
+            "love", "loved", "enjoyed", "charming", "gripping", "beautiful", "excellent", "great"]
 NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "horrible", "worst",
-            "stupid", "tedious", "mess", "bad", "poor"]
+            "stupid", "tedious", "mess", "bad", "poor", "hated"]
 NEUTRAL = ["the", "film", "movie", "plot", "actors", "director", "story", "scene",
            "music", "camera", "ending", "script", "cast", "was", "and", "with", "this"]
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from tests.fakes import make_reviews
 from tests.tiny_aclimdb import (
     REAL_ARCHIVE,
     TrainedRun,
-    make_reviews,
     tiny_preset,
     train_tiny,
 )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tests.fakes import NEGATIVE, NEUTRAL, POSITIVE, make_review
 from train.presets import OFFICIAL_TEST, PRESETS, SHORT_TEST, EvalSet, Preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,34 +32,6 @@ if SHARED_NLTK.is_dir():
     os.environ.setdefault("NLTK_DATA", str(SHARED_NLTK))
 
 PER_CLASS = 40  # reviews per class per split: 160 in all
-
-POSITIVE = ["love", "loved", "wonderful", "brilliant", "superb", "delightful", "masterpiece",
-            "charming", "gripping", "beautiful", "excellent", "great", "enjoyed", "moving"]
-NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "horrible", "worst", "stupid",
-            "tedious", "mess", "bad", "poor", "hated"]
-NEUTRAL = ["the", "film", "movie", "plot", "actors", "director", "story", "scene", "music",
-           "camera", "ending", "script", "cast", "was", "and", "with", "this", "it", "i"]
-
-
-def make_review(rng: random.Random, label: int) -> str:
-    """A few sentences of neutral words plus two words of the label's vocabulary each."""
-    words = POSITIVE if label else NEGATIVE
-    sentences = []
-    for _ in range(rng.randint(3, 5)):
-        sentence = rng.sample(NEUTRAL, 5) + rng.sample(words, 2)
-        rng.shuffle(sentence)
-        sentences.append(" ".join(sentence).capitalize() + ".")
-    text = " ".join(sentences)
-    if rng.random() < 0.3:
-        text += "<br /><br />" + (":-)" if label else ":(")
-    return text
-
-
-def make_reviews(n: int, seed: int) -> list[tuple[str, int]]:
-    """``n`` generated (review, label) pairs, alternating labels."""
-    rng = random.Random(seed)
-    return [(make_review(rng, i % 2), i % 2) for i in range(n)]
-
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None) -> None:
     info = tarfile.TarInfo(name)
