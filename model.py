@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.linear_model import SGDClassifier
 
 from vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
@@ -135,7 +136,11 @@ class SentimentModel:
         return self.predict_features(self.transform(texts))
 
     def predict_features(self, X: sp.csr_matrix) -> list[Prediction]:
-        positive = self._clf.predict_proba(X)[:, 1]
+        # Logistic regression's probability is the sigmoid of the linear score.
+        # Computed here rather than by predict_proba, whose input validation
+        # costs ten times the arithmetic for one review.
+        clf = self._clf
+        positive = expit(X @ clf.coef_[0] + clf.intercept_[0])
         return [
             Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p)) for p in positive
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,8 +21,6 @@ from typing import Any
 import numpy as np
 
 from train.data import DataError, minibatches, resolve_archive, stream_docs
-from train.presets import PRESETS
-from train.train import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,25 +49,28 @@ def latency_ms(model_dir: Path, csv_path: Path, n: int) -> dict[str, float]:
     }
 
 
-def bench_preset(
-    name: str, archive: Path, work: Path, copies: int, latency_n: int
-) -> dict[str, Any]:
-    preset = PRESETS[name]
-    out = work / f"{name}-x1"
-    report = run(preset, archive, work / f"{name}.csv", out, work / "reports", progress=False)
-    result: dict[str, Any] = {"report": report, "size_bytes": folder_size(out)}
-    result["latency_ms"] = latency_ms(out, work / f"{name}.csv", latency_n)
+def train_in_subprocess(name: str, archive: Path, work: Path, copies: int, save: bool
+                        ) -> dict[str, Any]:
+    """``python -m train`` in its own process, so peak memory is that run's alone."""
+    tag = f"{name}-x{copies}"
+    command = [sys.executable, "-m", "train", "--preset", name, "--archive", str(archive),
+               "--csv", str(work / f"{tag}.csv"), "--report-dir", str(work / tag),
+               "--copies", str(copies), "--quiet"]
+    command += ["--out", str(work / tag / "model")] if save else ["--no-save"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads((work / tag / f"train-{name}.json").read_text())
+
+
+def bench_preset(name: str, archive: Path, work: Path, copies: int, latency_n: int
+                 ) -> dict[str, Any]:
+    report = train_in_subprocess(name, archive, work, 1, save=True)
+    model_dir = work / f"{name}-x1" / "model"
+    result: dict[str, Any] = {"report": report, "size_bytes": folder_size(model_dir)}
+    result["latency_ms"] = latency_ms(model_dir, work / f"{name}-x1.csv", latency_n)
     if copies > 1:
-        big = run(
-            preset,
-            archive,
-            work / f"{name}-x{copies}.csv",
-            None,
-            None,
-            copies=copies,
-            progress=False,
-        )
-        result["report_big"] = big
+        result["report_big"] = train_in_subprocess(name, archive, work, copies, save=False)
     return result
 
 
