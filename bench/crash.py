@@ -96,10 +96,17 @@ def check(instance: Path, server: Server, tally: Tally, model_dir: str | None) -
     missing = [fid for fid, pid in tally.acknowledged if stored.get(fid) != pid]
     integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
     db.close()
+    # A clean stop writes a last checkpoint, which the guard may turn into a
+    # quarantine: compare the rebuild with the model served after that, as a
+    # restarted server loads it.
+    server.stop()
+    server.start()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     conn.request("GET", "/api/health")
     live = json.loads(conn.getresponse().read())
-    server.stop()  # clean stop: the last checkpoint is written
+    server.stop()
+    with sqlite3.connect(instance / "reviews.sqlite") as db:
+        stored_status = dict(db.execute("SELECT status, COUNT(*) FROM feedback GROUP BY status"))
     env = {**os.environ, "INSTANCE_PATH": str(instance), **server.env_extra}
     rebuild = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "model", "rebuild"],
@@ -130,6 +137,7 @@ def check(instance: Path, server: Server, tally: Tally, model_dir: str | None) -
         "rebuild exit code": rebuild.returncode,
         "live digest == rebuilt digest": live["model_digest"] == rebuilt_digest,
         "live model version": live["model_version"],
+        "quarantined by the guard": stored_status.get("quarantined", 0),
     }
 
 
