@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
+from cli import register_cli
 from feedback import FeedbackError, FeedbackLog, UnknownPrediction
 from forms import MAX_REVIEW, MIN_REVIEW, FeedbackForm, ReviewForm
 from learner import Learner, LearnerConfig
@@ -90,6 +92,11 @@ def secret_key(instance: Path) -> str:
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app around one learner; ``config`` overrides DEFAULTS and SENTIMENT_* env.
+
+    Everything the app writes lives in the instance folder (``INSTANCE_PATH``),
+    so several processes given the same folder share one log and one model.
+    """
     app = Flask(__name__, instance_path=(config or {}).get("INSTANCE_PATH")
                 or os.environ.get("INSTANCE_PATH") or str(ROOT / "instance"))
     app.config.update(DEFAULTS)
@@ -97,8 +104,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     instance = Path(app.instance_path)
     instance.mkdir(parents=True, exist_ok=True)
-    app.config.setdefault("SECRET_KEY", None)
-    if not app.config["SECRET_KEY"]:
+    if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = secret_key(instance)
     CSRFProtect(app)
     app.config["RATELIMIT_ENABLED"] = bool(app.config["RATE_LIMITS"])
@@ -133,8 +139,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_routes(app, learner, predictions, verdicts)
     register_api(app, learner, predictions, verdicts)
     register_errors(app)
-    from cli import register_cli
-
     register_cli(app)
     return app
 
@@ -145,7 +149,7 @@ def _start_checkpoint_timer(learner: Learner) -> None:
 
     def run() -> None:
         while True:
-            threading.Event().wait(interval)
+            time.sleep(interval)
             try:
                 learner.sync()
             except Exception:  # keep the timer alive; the next request will retry
