@@ -22,7 +22,7 @@ from tests.tiny_aclimdb import (
     train_tiny,
 )
 from train.data import DataError, stream_docs
-from train.evaluate import Metrics, evaluate_stream
+from train.evaluate import Metrics
 from train.pipeline import FeatureCache, FeaturePool, bounded_map, load_batch, save_batch
 from train.presets import BOOK, OFFICIAL_TEST, TUTORIAL_5K, EvalSet
 from train.train import count_documents, eval_docs, eval_jobs, nb_weights
@@ -120,15 +120,13 @@ def test_eval_jobs_cover_each_set_once_and_hash_shared_reviews_once(tmp_path: Pa
     assert both > 0
 
 
-def test_metrics_match_evaluate_stream() -> None:
-    class Fixed:
-        def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
-            p = np.asarray(X.sum(axis=1)).ravel()
-            return np.column_stack([1 - p, p])
-
-    X = sp.csr_matrix(np.array([[0.9], [0.2], [0.6], [0.4]]))
+def test_metrics_accumulate_over_batches() -> None:
+    proba = np.array([0.9, 0.2, 0.6, 0.4])
     y = np.array([1, 0, 0, 1])
-    result = evaluate_stream(Fixed(), [(X[:2], y[:2]), (X[2:], y[2:])])
+    metrics = Metrics()
+    metrics.update(proba[:2], y[:2])
+    metrics.update(proba[2:], y[2:])
+    result = metrics.result()
     assert result["accuracy"] == 0.5 and result["n"] == 4
     assert result["confusion"] == {"tp": 1, "tn": 1, "fp": 1, "fn": 1}
     with pytest.raises(ValueError):
@@ -206,7 +204,9 @@ def test_evaluation_sets_are_scored_on_the_right_reviews(trained: dict[str, Trai
         docs = list(eval_docs(run.csv, es))
         X = vect.transform([t for t, _ in docs])
         y = np.array([label for _, label in docs])
-        expected = evaluate_stream(clf, [(X, y)])
+        metrics = Metrics()
+        metrics.update(clf.predict_proba(X)[:, 1], y)
+        expected = metrics.result()
         got = run.report["accuracy"][es.name]
         assert (got["n"], got["confusion"]) == (expected["n"], expected["confusion"]), es.name
 

@@ -1,14 +1,11 @@
-"""Accuracy and related figures of a model on a labelled stream of features."""
+"""Accuracy and related figures of a model, accumulated over a labelled stream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.linear_model import SGDClassifier
 
 
 @dataclass
@@ -50,12 +47,3 @@ class Metrics:
             "log_loss": round(self.log_loss / self.n, 5),
         }
 
-
-def evaluate_stream(
-    clf: SGDClassifier, batches: Iterable[tuple[sp.csr_matrix, np.ndarray]]
-) -> dict[str, Any]:
-    """Accuracy, confusion counts and log loss of ``clf`` over (features, labels) batches."""
-    metrics = Metrics()
-    for X, y in batches:
-        metrics.update(clf.predict_proba(X)[:, 1], y)
-    return metrics.result()
