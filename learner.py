@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from feedback import FeedbackLog, Verdict
-from model import ModelState, Prediction, SentimentModel, sha256_bytes
+from model import ModelState, Prediction, SentimentModel
 from versions import BASE, VersionInfo, VersionStore
 
 log = logging.getLogger(__name__)
@@ -291,20 +291,21 @@ class Learner:
     def status(self) -> dict:
         """What /api/health reports, after catching up with the log.
 
-        ``model_digest`` is a sha256 of the exact coefficients: processes that
-        followed the same log show the same digest.
+        ``model_digest`` is a sha256 of the exact model state: processes that
+        followed the same log show the same digest. Read under the lock, so the
+        digest, version and verdict id describe one and the same model.
         """
         self.sync()
-        state = self.model.state()
-        return {
-            "model_digest": sha256_bytes(state.coef.tobytes() + state.intercept.tobytes()),
-            "model_version": self.model_version,
-            "version": self.version.name,
-            "applied_feedback_id": self.applied_id,
-            "unsaved_verdicts": self._unsaved,
-            "base": self.base.base_id,
-            "preset": self.base.manifest.get("preset"),
-        }
+        with self._lock:
+            return {
+                "model_digest": self.model.state().digest(),
+                "model_version": self.model_version,
+                "version": self.version.name,
+                "applied_feedback_id": self.applied_id,
+                "unsaved_verdicts": self._unsaved,
+                "base": self.base.base_id,
+                "preset": self.base.manifest.get("preset"),
+            }
 
 
 __all__ = ["BASE", "GuardResult", "Learner", "LearnerConfig", "load_holdout"]

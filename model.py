@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +81,15 @@ class ModelState:
     def from_bytes(cls, data: bytes) -> ModelState:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return cls(npz["coef"], npz["intercept"], float(npz["t"][0]))
+
+    def digest(self) -> str:
+        """sha256 of the whole state: equal digests mean bit-identical models."""
+        h = hashlib.sha256()
+        for array in (self.coef, self.intercept):
+            h.update(f"{array.dtype}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+        h.update(struct.pack("<d", self.t))
+        return h.hexdigest()
 
     def equals(self, other: ModelState) -> bool:
         """Bit-for-bit equality (what exactly-once promises)."""

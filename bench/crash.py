@@ -124,10 +124,7 @@ def check(instance: Path, server: Server, tally: Tally, model_dir: str | None) -
         config["MODEL_DIR"] = model_dir
     app = create_app(config)
     learner = app.extensions["learner"]
-    rebuilt = learner.rebuild().state()
-    from model import sha256_bytes
-
-    rebuilt_digest = sha256_bytes(rebuilt.coef.tobytes() + rebuilt.intercept.tobytes())
+    rebuilt_digest = learner.rebuild().state().digest()
     return {
         "acknowledged verdicts": len(tally.acknowledged),
         "stored verdicts": len(stored),

@@ -8,13 +8,11 @@ time in id order. The live model must be bit-identical to it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
@@ -53,17 +51,6 @@ def reference_state(model_dir: Path, db_path: Path) -> ModelState:
     for _, review, label in accepted_rows(db_path):
         clf.partial_fit(vectorizer.transform([review]), np.array([label]), classes=np.array([0, 1]))
     return ModelState(clf.coef_.copy(), clf.intercept_.copy(), float(clf.t_))
-
-
-def state_digest(state: ModelState) -> str:
-    """sha256 of the full state: equal digests mean bit-identical models."""
-    h = hashlib.sha256()
-    for array in (state.coef, state.intercept):
-        h.update(str(array.dtype).encode())
-        h.update(str(array.shape).encode())
-        h.update(np.ascontiguousarray(array).tobytes())
-    h.update(struct.pack("<d", state.t))
-    return h.hexdigest()
 
 
 # -- HTTP -------------------------------------------------------------------------

@@ -5,11 +5,8 @@ Configured exactly as in production, from the environment: ``INSTANCE_PATH``,
 ``SENTIMENT_*`` keys. Listens with waitress on 127.0.0.1, port 0, and prints
 ``PORT <n>`` once it accepts connections.
 
-Test-only additions, none of them in the app:
+Test-only addition, not in the app:
 
-* ``GET /_test/state`` syncs the learner and answers a digest of the full
-  model state (the JSON API rounds probabilities to 6 decimals), with the
-  version and the last applied verdict id;
 * ``TEST_SLOW_WRITES=<seconds>``: every model-version file write (npz,
   manifest, CURRENT) first appends ``<file name>`` to
   ``<instance>/write-events`` and pauses, so a test can ``kill -9`` the
@@ -33,7 +30,6 @@ def main() -> None:
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     import versions
     from app import create_app
-    from tests.reference import state_digest
 
     slow = float(os.environ.get("TEST_SLOW_WRITES") or 0)
     if slow:
@@ -50,13 +46,6 @@ def main() -> None:
 
     app = create_app()
     learner = app.extensions["learner"]
-
-    @app.get("/_test/state")
-    def test_state():
-        learner.sync()
-        with learner._lock:  # one consistent (model, version, id) triple
-            state, status = learner.model.state(), learner.status()
-        return {"digest": state_digest(state), **status}
 
     from waitress.server import create_server
 

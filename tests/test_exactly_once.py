@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import make_review
-from tests.reference import Server, accepted_rows, reference_state, state_digest
+from tests.reference import Server, accepted_rows, reference_state
 
 FAST = {"CHECKPOINT_SECONDS": 1e9, "GUARD": True}
 
@@ -280,9 +280,9 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog):
 
 def check_restart(server: Server, model_dir: Path, db: Path) -> None:
     """The freshly started process serves base + accepted log, bit for bit."""
-    status, state = server.call("GET", "/_test/state")
+    status, state = server.call("GET", "/api/health")
     assert status == 200
-    assert state["digest"] == state_digest(reference_state(model_dir, db)), state
+    assert state["model_digest"] == reference_state(model_dir, db).digest(), state
 
 
 def assert_torn_checkpoint(models: Path, pending: str) -> None:

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 
 from tests.fakes import make_review
-from tests.reference import Server, reference_state, state_digest
+from tests.reference import Server, reference_state
 
 PROCESSES = 4
 
@@ -39,7 +39,7 @@ def answers(server: Server, reviews: list[str]) -> tuple[list, dict]:
     status, body = server.call("POST", "/api/predict", {"reviews": reviews})
     assert status == 200, body
     predicted = [(r["label"], r["probability"]) for r in body["results"]]
-    status, state = server.call("GET", "/_test/state")
+    status, state = server.call("GET", "/api/health")
     assert status == 200
     return predicted, state
 
@@ -131,11 +131,11 @@ def test_four_processes_converge(tmp_path, tiny_model_dir):
 
 def check_converged(servers: list[Server], probe: list[str], model_dir, db) -> tuple:
     results = [answers(server, probe) for server in servers]
-    expected = state_digest(reference_state(model_dir, db))
+    expected = reference_state(model_dir, db).digest()
     first_predicted, first_state = results[0]
     print("model_version per process:", [state["model_version"] for _, state in results])
     for predicted, state in results:
         assert predicted == first_predicted
-        assert state["digest"] == expected, state
+        assert state["model_digest"] == expected, state
         assert state["applied_feedback_id"] == first_state["applied_feedback_id"]
     return results[0]
