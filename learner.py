@@ -74,6 +74,7 @@ class Learner:
         self.store = VersionStore(models_dir, base.base_id, base.state())
         self._holdout_path = holdout_path if holdout_path and holdout_path.is_file() else None
         self._holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+        self._holdout_lock = threading.Lock()
         self._base_accuracy: float | None = None
         self._lock = threading.RLock()
         self.model = base.clone()
@@ -146,12 +147,18 @@ class Learner:
         return f"{self.version.name}+{self.applied_id}"
 
     # -- the two things the app does -------------------------------------
-    def predict(self, reviews: list[str], client: str | None = None
-                ) -> list[tuple[int, Prediction, str]]:
-        """Predict and record each prediction; returns (prediction id, prediction, version)."""
+    def predict(self, reviews: list[str], client: str | None = None,
+                features: sp.csr_matrix | None = None) -> list[tuple[int, Prediction, str]]:
+        """Predict and record each prediction; returns (prediction id, prediction, version).
+
+        ``features``: the reviews already vectorised by the caller (features do
+        not depend on the model's state, only on its base).
+        """
         self.sync()
         model, version = self.model, self.model_version
-        predictions = model.predict(reviews)
+        if features is None:
+            features = model.transform(reviews)
+        predictions = model.predict_features(features)
         ids = self.feedback.add_predictions(
             [(r, int(p.label == "positive"), p.probability)
              for r, p in zip(reviews, predictions, strict=True)],
@@ -167,9 +174,15 @@ class Learner:
 
     # -- checkpoints and the guard -----------------------------------------
     def holdout(self) -> tuple[sp.csr_matrix, np.ndarray] | None:
-        if self._holdout is None and self._holdout_path is not None:
-            texts, y = load_holdout(self._holdout_path)
-            self._holdout = (self.model.transform(texts), y)
+        """The shipped holdout as features, vectorised once (about a second) on first use.
+
+        The app warms it up in the background after start (see app.py), so
+        the first checkpoint does not hold the log's write lock meanwhile.
+        """
+        with self._holdout_lock:
+            if self._holdout is None and self._holdout_path is not None:
+                texts, y = load_holdout(self._holdout_path)
+                self._holdout = (self.model.transform(texts), y)
         return self._holdout
 
     def holdout_accuracy(self, state: ModelState | None = None) -> float | None:

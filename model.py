@@ -139,8 +139,17 @@ class SentimentModel:
         return self.manifest["files"]["classifier.pkl"][:16]
 
     # -- prediction -------------------------------------------------------
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self.vectorizer.transform(texts)
+    def transform(self, texts: Sequence[str], chunk: int = 64) -> sp.csr_matrix:
+        """Features of ``texts``, vectorised ``chunk`` reviews at a time.
+
+        Vectorising makes ~600 short-lived strings per review. A thousand
+        reviews at once (a batch request, the holdout) would need tens of MB
+        for a moment, which the allocator then keeps; chunks bound that.
+        """
+        if len(texts) <= chunk:
+            return self.vectorizer.transform(texts)
+        return sp.vstack([self.vectorizer.transform(texts[i:i + chunk])
+                          for i in range(0, len(texts), chunk)], format="csr")
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_features(self.transform(texts))
@@ -158,13 +167,16 @@ class SentimentModel:
     def accuracy(self, X: sp.csr_matrix, y: np.ndarray) -> float:
         return float(np.mean(self._clf.predict(X) == y))
 
-    def explain(self, text: str, k: int = 6) -> list[tuple[str, float]]:
+    def explain(self, text: str, k: int = 6, X: sp.csr_matrix | None = None
+                ) -> list[tuple[str, float]]:
         """The n-grams that pushed this review's score most, with their push.
 
         Positive numbers push towards "positive". N-grams that share a hash
-        bucket share its weight; each bucket is reported once.
+        bucket share its weight; each bucket is reported once. ``X``: the
+        review's features if the caller already has them (the results page).
         """
-        X = self.transform([text])
+        if X is None:
+            X = self.transform([text])
         contribution = dict(
             zip(X.indices.tolist(), (X.data * self._clf.coef_[0, X.indices]).tolist(), strict=True)
         )

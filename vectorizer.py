@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.utils import murmurhash3_32
 
 PKL_DIR = Path(__file__).resolve().parent / "pkl_objects"
 
@@ -161,12 +161,6 @@ class ReviewVectorizer:
             norm=spec.hasher_norm,
             dtype=np.dtype(spec.dtype),
         )
-        self._feature_hasher = FeatureHasher(
-            n_features=spec.n_features,
-            input_type="string",
-            alternate_sign=spec.alternate_sign,
-            dtype=self.hasher.dtype,
-        )
 
     def raw_counts(self, docs: Sequence[str]) -> sp.csr_matrix:
         """The hashed n-gram features before any weighting (for NB counts)."""
@@ -199,11 +193,15 @@ class ReviewVectorizer:
         return list(dict.fromkeys(analyzer(doc)))
 
     def feature_index(self, grams: Sequence[str]) -> np.ndarray:
-        """Hash bucket of each n-gram, exactly as the hasher places it."""
-        if not grams:
-            return np.zeros(0, dtype=np.int64)
-        rows = sp.csr_matrix(self._feature_hasher.transform([[g] for g in grams]))
-        return rows.indices.astype(np.int64)
+        """Hash bucket of each n-gram, exactly as the hasher places it.
+
+        FeatureHasher's rule, one MurmurHash3 per n-gram: ``abs(h) % n_features``
+        (Python integers make sklearn's special case for ``h = -2**31`` the
+        plain formula). Asking the FeatureHasher itself, one row per n-gram,
+        costs twice as much; tests check both agree.
+        """
+        n = self.spec.n_features
+        return np.fromiter((abs(murmurhash3_32(g, 0)) % n for g in grams), np.int64, len(grams))
 
 
 def load_stopwords(pkl_dir: Path = PKL_DIR) -> list[str]:

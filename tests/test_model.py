@@ -42,3 +42,19 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path: P
     atomic_write(target, b"new contents")
     assert target.read_bytes() == b"new contents"
     assert [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+
+
+def test_transform_in_chunks_equals_one_pass(tiny_model_dir: Path) -> None:
+    model = SentimentModel.load(tiny_model_dir)
+    texts = [f"review {i}: a {'great' if i % 2 else 'dull'} film, scene {i * 7}"
+             for i in range(150)]
+    whole = model.vectorizer.transform(texts)
+    chunked = model.transform(texts, chunk=64)
+    assert (whole != chunked).nnz == 0
+    np.testing.assert_array_equal(whole.indptr, chunked.indptr)
+
+
+def test_explanation_from_given_features_equals_its_own(tiny_model_dir: Path) -> None:
+    model = SentimentModel.load(tiny_model_dir)
+    text = "A wonderful, moving film; the ending was not bad at all :)"
+    assert model.explain(text, X=model.transform([text])) == model.explain(text)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.feature_extraction import FeatureHasher
 
 from tests.tiny_aclimdb import ROOT, TrainedRun
 from vectorizer import (
@@ -81,6 +82,18 @@ def test_transform_is_raw_counts_then_finish() -> None:
     assert X.dtype == np.float32
     np.testing.assert_allclose(np.sqrt(X.multiply(X).sum(axis=1)).A1, 1.0, rtol=1e-6)
     np.testing.assert_array_equal(X.toarray(), vect.finish(vect.raw_counts(docs)).toarray())
+
+
+def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
+    spec = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True,
+                          alternate_sign=False, hasher_norm=None)
+    vect = ReviewVectorizer(spec)
+    grams = vect.ngrams("Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't")
+    grams += [f"word{i} and more" for i in range(2_000)]
+    hasher = FeatureHasher(n_features=spec.n_features, input_type="string",
+                           alternate_sign=False)
+    expected = hasher.transform([[g] for g in grams]).tocsr().indices
+    np.testing.assert_array_equal(vect.feature_index(grams), expected)
 
 
 # -- a saved model, reloaded in a fresh process -----------------------------------
