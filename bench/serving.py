@@ -75,6 +75,8 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    threads: int | None = None  # None: app.py's default
 
     def start(self, timeout: float = 60.0) -> float:
         """Start app.py and wait until /api/health answers; returns seconds taken."""
@@ -86,16 +88,20 @@ class Server:
             **self.env_extra,
         }
         started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
+                   "--workers", str(self.workers)]
+        if self.threads:
+            command += ["--threads", str(self.threads)]
+        # The log goes to a file: a pipe nobody reads would fill up and block
+        # the app (waitress logs each request that has to wait for a thread).
+        log_path = self.instance / "app.log"
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError("app exited: " + self.proc.stderr.read().decode()[-2000:])
+                raise RuntimeError("app exited: " + log_path.read_text()[-2000:])
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/api/health")
@@ -105,8 +111,25 @@ class Server:
                 time.sleep(0.02)
         raise RuntimeError("app did not answer in time")
 
+    def processes(self) -> list[psutil.Process]:
+        parent = psutil.Process(self.proc.pid)
+        return [parent, *parent.children(recursive=True)]
+
     def rss_mb(self) -> float:
-        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+        """Resident memory summed over the app's processes (shared pages counted in each)."""
+        return sum(p.memory_info().rss for p in self.processes()) / 2**20
+
+    def pss_mb(self) -> float:
+        """Proportional set size summed over the processes: shared pages counted once.
+
+        With pre-forked workers, the RSS sum counts the libraries they share
+        with their parent once per process; PSS is what the app really holds.
+        """
+        return sum(p.memory_full_info().pss for p in self.processes()) / 2**20
+
+    def memory(self) -> dict[str, float]:
+        return {"rss_mb": self.rss_mb(), "pss_mb": self.pss_mb(),
+                "processes": len(self.processes())}
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -250,10 +273,10 @@ def sequential_latency(port: int, n: int) -> LoadResult:
     return load("single review, sequential", port, 1, 3600, predict_call, max_requests=n)
 
 
-def startup_with_verdicts(n: int) -> dict[str, float]:
+def startup_with_verdicts(n: int, workers: int, threads: int | None) -> dict[str, float]:
     """Store ``n`` verdicts through a running server, stop it, time a fresh start."""
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp))
+        server = Server(Path(tmp), workers=workers, threads=threads)
         server.start()
         try:
             ids = make_predictions(server.port, n)
@@ -264,31 +287,20 @@ def startup_with_verdicts(n: int) -> dict[str, float]:
                 raise RuntimeError(f"{result.errors} verdicts failed while seeding")
         finally:
             server.stop()
-        server = Server(Path(tmp), port=free_port())
+        server = Server(Path(tmp), port=free_port(), workers=workers, threads=threads)
         seconds = server.start()
-        rss = server.rss_mb()
+        memory = server.memory()
         server.stop()
-        return {"verdicts": n, "startup_s": seconds, "rss_mb": rss}
+        return {"verdicts": n, "startup_s": seconds, **memory}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.serving", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--seconds", type=float, default=20.0, help="per load figure (default 20)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument(
-        "--sequential", type=int, default=2000, help="requests for the single-client figure"
-    )
-    parser.add_argument("--startup-verdicts", type=int, default=10_000)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-
-    results: dict[str, object] = {}
+def measure(args: argparse.Namespace, workers: int) -> dict[str, object]:
+    """Every figure for the app served by ``workers`` processes."""
+    results: dict[str, object] = {"workers": workers, "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp))
+        server = Server(Path(tmp), workers=workers, threads=args.threads)
         results["startup_empty_s"] = server.start()
-        results["rss_after_start_mb"] = server.rss_mb()
+        results["memory_after_start"] = server.memory()
         try:
             rows = [
                 load("POST /api/predict", server.port, args.clients, args.seconds, predict_call),
@@ -305,20 +317,44 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             rows.append(sequential_latency(server.port, args.sequential))
-            results["rss_after_load_mb"] = server.rss_mb()
+            results["memory_after_load"] = server.memory()
         finally:
             server.stop()
     results["load"] = [r.row() for r in rows]
-    results["startup"] = startup_with_verdicts(args.startup_verdicts)
-    print_table(results)
+    results["startup"] = startup_with_verdicts(args.startup_verdicts, workers, args.threads)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serving", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="per load figure (default 20)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--sequential", type=int, default=2000, help="requests for the single-client figure"
+    )
+    parser.add_argument("--startup-verdicts", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="app processes; one full measurement per value (default: 1 2)")
+    parser.add_argument("--threads", type=int, help="waitress threads per process")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    runs = [measure(args, workers) for workers in args.workers]
+    for results in runs:
+        print_table(results)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(runs, indent=2) + "\n")
     return 0
 
 
 def print_table(results: dict) -> None:
+    workers = results["workers"]
+    print(f"\n== {workers} worker process{'es' if workers > 1 else ''}, "
+          f"{results['threads'] or 'default'} threads each ==")
     print(
-        f"\n{'figure':<30}{'req':>8}{'err':>5}{'req/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
+        f"{'figure':<30}{'req':>8}{'err':>5}{'req/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
     )
     for r in results["load"]:
         print(
@@ -327,10 +363,12 @@ def print_table(results: dict) -> None:
         )
     predict, page, verdict = results["load"][:3]
     s = results["startup"]
+    start, after = results["memory_after_start"], results["memory_after_load"]
     print(
-        f"\nRSS after start {results['rss_after_start_mb']:.0f} MB, after load "
-        f"{results['rss_after_load_mb']:.0f} MB (target < {TARGETS['rss_mb']} MB; tutorial ~"
-        f"{TUTORIAL['rss_mb']} MB)"
+        f"\nmemory after start: RSS {start['rss_mb']:.0f} MB, PSS {start['pss_mb']:.0f} MB; "
+        f"after load: RSS {after['rss_mb']:.0f} MB, PSS {after['pss_mb']:.0f} MB "
+        f"({after['processes']} process{'es' if after['processes'] > 1 else ''}; target < "
+        f"{TARGETS['rss_mb']} MB; tutorial ~{TUTORIAL['rss_mb']} MB)"
     )
     print(
         f"start-up with {s['verdicts']:,} stored verdicts: {s['startup_s']:.2f} s "

@@ -1,0 +1,143 @@
+"""``python app.py --workers N``: pre-forked processes on one port, supervised.
+
+Real processes on a real port: the workers share the socket and the instance
+folder, a killed worker is replaced, a worker that cannot start stops the
+whole server instead of looping, and SIGTERM leaves a final checkpoint that
+equals the accepted log replayed from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from model import SentimentModel
+from tests.fakes import make_reviews
+from tests.reference import ROOT, call, reference_state
+from versions import VersionStore
+from workers import MIN_WORKER_LIFETIME
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(instance: Path, model_dir: Path, log: Path,
+          workers: int = 2) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
+               SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false",
+               SECRET_KEY="workers-test")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
+                                 "--workers", str(workers), "--threads", "2"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return proc, port
+
+
+def wait_until_serving(proc: subprocess.Popen, port: int, log: Path, workers: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        children = psutil.Process(proc.pid).children()
+        try:
+            if len(children) == workers and call(port, "GET", "/api/health", timeout=5)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not start:\n" + log.read_text()[-3000:])
+
+
+def stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        raise
+
+
+def predict_and_judge(port: int, n: int, seed: int) -> int:
+    for i, (review, _) in enumerate(make_reviews(n, seed)):
+        status, body = call(port, "POST", "/api/predict", {"review": review})
+        assert status == 200, body
+        status, body = call(port, "POST", "/api/feedback",
+                            {"prediction_id": body["prediction_id"], "correct": i % 3 != 0})
+        assert status == 201, body
+    return n
+
+
+def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    instance, log = tmp_path / "instance", tmp_path / "app.log"
+    proc, port = start(instance, tiny_model_dir, log)
+    try:
+        wait_until_serving(proc, port, log, workers=2)
+        first = {c.pid for c in psutil.Process(proc.pid).children()}
+        acked = predict_and_judge(port, 30, seed=0)
+
+        time.sleep(MIN_WORKER_LIFETIME + 0.5)  # an early death would stop everything
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = {c.pid for c in psutil.Process(proc.pid).children()}
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.1)
+        assert victim not in now and len(now) == 2, log.read_text()[-3000:]
+        wait_until_serving(proc, port, log, workers=2)
+        acked += predict_and_judge(port, 30, seed=1000)
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+    assert "starting a new one" in log.read_text()
+
+    # Every acknowledged verdict is in the final checkpoint, exactly once.
+    db = instance / "reviews.sqlite"
+    base = SentimentModel.load(tiny_model_dir)
+    info, state = VersionStore(instance / "models", base.base_id, base.state()).load_current()
+    expected = reference_state(tiny_model_dir, db)
+    assert info.last_feedback_id == acked
+    assert state.equals(expected)
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    proc, _ = start(tmp_path / "instance", tmp_path / "no-such-model", log)
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        stop(proc)
+    assert code == 1, log.read_text()[-3000:]
+    assert "right after starting; stopping" in log.read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_parent_stops_every_worker(
+    tmp_path: Path, tiny_model_dir: Path, signum: int
+) -> None:
+    log = tmp_path / "app.log"
+    proc, port = start(tmp_path / "instance", tiny_model_dir, log)
+    wait_until_serving(proc, port, log, workers=2)
+    children = psutil.Process(proc.pid).children()
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive

@@ -1,0 +1,123 @@
+"""Serve the app from several waitress processes that share one listening socket.
+
+One Python process runs Python code on one core at a time (the GIL), and
+waitress parses HTTP in Python, so a single process tops out well below what
+the machine can serve. The usual answer is pre-forking, as gunicorn does:
+the parent binds the socket and imports the heavy libraries once, then forks
+workers that each build their own app (SQLite connections, model copy,
+threads) and accept connections from the shared socket. The app already
+supports several processes on one instance folder: they follow one feedback
+log and converge on bit-identical models.
+
+The parent only supervises: it restarts a worker that dies, stops everything
+if a worker cannot even start, and on SIGTERM or SIGINT asks every worker to
+checkpoint and exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+# A worker that dies this soon after it was started is broken, not unlucky:
+# restarting it would only loop.
+MIN_WORKER_LIFETIME = 5.0
+
+
+def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The listening socket every worker accepts on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Forks ``workers`` children running ``run_worker(sock)`` and keeps them alive."""
+
+    def __init__(self, sock: socket.socket, workers: int,
+                 run_worker: Callable[[socket.socket], None]) -> None:
+        self.sock = sock
+        self.workers = workers
+        self.run_worker = run_worker
+        self.children: dict[int, float] = {}  # pid -> start time
+        self.stopping = False
+
+    def spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                self.run_worker(self.sock)
+            except KeyboardInterrupt:
+                pass
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.children[pid] = time.monotonic()
+        log.info("started worker %d", pid)
+
+    def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
+        if not self.stopping:
+            log.info("stopping %d workers", len(self.children))
+        self.stopping = True
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit status for the parent process."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        # Objects made so far (modules, the imported libraries) are never
+        # freed: keep the collector from touching them, so their memory stays
+        # shared with the workers instead of being copied into each.
+        gc.freeze()
+        for _ in range(self.workers):
+            self.spawn()
+        status = 0
+        while self.children:
+            try:
+                pid, code = os.wait()
+            except ChildProcessError:
+                break
+            started = self.children.pop(pid, None)
+            if started is None or self.stopping:
+                continue
+            exit_code = os.waitstatus_to_exitcode(code)
+            if time.monotonic() - started < MIN_WORKER_LIFETIME:
+                log.error("worker %d exited with %d right after starting; stopping", pid,
+                          exit_code)
+                status = 1
+                self.stop()
+                continue
+            log.warning("worker %d exited with %d; starting a new one", pid, exit_code)
+            self.spawn()
+        return status
+
+
+def serve_forked(run_worker: Callable[[socket.socket], None], host: str, port: int,
+                 workers: int) -> int:
+    sock = bind(host, port)
+    print(f"Serving on http://{host}:{port} with {workers} worker processes", flush=True)
+    try:
+        return Supervisor(sock, workers, run_worker).run()
+    finally:
+        sock.close()
+
