@@ -408,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns for every request that waits for a free thread: at load that
+    # is a log line per request (5% of the CPU measured); latency shows it anyway.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     limit_malloc_arenas()  # before any thread starts; forked workers inherit it
     if args.debug:
         create_app().run(host=args.host, port=args.port, debug=True, use_reloader=False)
