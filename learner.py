@@ -176,8 +176,9 @@ class Learner:
     def holdout(self) -> tuple[sp.csr_matrix, np.ndarray] | None:
         """The shipped holdout as features, vectorised once (about a second) on first use.
 
-        The app warms it up in the background after start (see app.py), so
-        the first checkpoint does not hold the log's write lock meanwhile.
+        The app warms it up in the background after start (see app.py), and a
+        checkpoint prepares it before taking the log's write lock, so writers
+        never wait on it.
         """
         with self._holdout_lock:
             if self._holdout is None and self._holdout_path is not None:
@@ -216,6 +217,8 @@ class Learner:
         return self._run_checkpoint(force, if_due=False)
 
     def _run_checkpoint(self, force: bool, if_due: bool) -> GuardResult | None:
+        if self.config.guard:
+            self.holdout()  # vectorised before taking the log's write lock, not under it
         with self._lock:
             with self.feedback.exclusive() as db:
                 result = self._checkpoint(db, force, if_due)

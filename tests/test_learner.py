@@ -6,6 +6,7 @@ Two apps built on one instance folder stand in for two processes.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,20 @@ def test_batched_learning_is_bit_identical_to_one_verdict_at_a_time(tiny_model_d
         one_by_one.learn(text, int(label))
     batched.learn_features(batched.transform(texts), labels)
     assert not batched.state().equals(one_by_one.state())
+
+
+def test_background_timer_prepares_the_holdout_and_saves_waiting_verdicts(make_app):
+    app = make_app(BACKGROUND_CHECKPOINTS=True, CHECKPOINT_SECONDS=1.0, CHECKPOINT_EVERY=10**6)
+    learner = app.extensions["learner"]
+    client = app.test_client()
+    pid = client.post("/api/predict", json={"review": make_review(random.Random(3), 1)}
+                      ).get_json()["prediction_id"]
+    assert client.post("/api/feedback", json={"prediction_id": pid, "correct": False}
+                       ).status_code == 201
+    assert learner.version.name == "base"  # nothing due yet on the request itself
+    deadline = time.monotonic() + 30
+    while learner.store.current_name() == "base" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert learner.store.current_name() != "base"
+    assert learner.version.last_feedback_id == 1
+    assert learner._holdout is not None  # vectorised by the timer, not by a request
