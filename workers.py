@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 # A worker that dies this soon after it was started is broken, not unlucky:
 # restarting it would only loop.
 MIN_WORKER_LIFETIME = 5.0
+# How long a stopping worker may take for its final checkpoint before kill -9
+# (the verdicts are in the log either way; the next start replays them).
+STOP_GRACE = 30.0
 
 
 def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -53,6 +56,7 @@ class Supervisor:
         self.run_worker = run_worker
         self.children: dict[int, float] = {}  # pid -> start time
         self.stopping = False
+        self.kill_at = float("inf")
 
     def spawn(self) -> None:
         pid = os.fork()
@@ -77,6 +81,7 @@ class Supervisor:
         if not self.stopping:
             log.info("stopping %d workers", len(self.children))
         self.stopping = True
+        self.kill_at = min(self.kill_at, time.monotonic() + STOP_GRACE)
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -94,9 +99,19 @@ class Supervisor:
         status = 0
         while self.children:
             try:
-                pid, code = os.wait()
+                pid, code = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
+            if pid == 0:  # nobody exited: check the stop deadline, then look again
+                if time.monotonic() > self.kill_at:
+                    for late in self.children:
+                        log.error("worker %d did not stop in %.0f s; killing it", late,
+                                  STOP_GRACE)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(late, signal.SIGKILL)
+                    self.kill_at = float("inf")
+                time.sleep(0.1)
+                continue
             started = self.children.pop(pid, None)
             if started is None or self.stopping:
                 continue

@@ -141,3 +141,34 @@ def test_stopping_the_parent_stops_every_worker(
     assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
+
+
+STUCK_WORKER = """
+import os, signal, socket, sys, threading, time
+sys.path.insert(0, {root!r})
+import workers
+
+workers.STOP_GRACE = 1.0
+
+def stuck(sock):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never finishes its checkpoint
+    print("WORKER", os.getpid(), flush=True)
+    while True:
+        time.sleep(1)
+
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+began = time.monotonic()
+status = workers.Supervisor(workers.bind("127.0.0.1", 0), 1, stuck).run()
+print("STOPPED", status, round(time.monotonic() - began, 1), flush=True)
+"""
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", STUCK_WORKER.format(root=str(ROOT))],
+                          capture_output=True, text=True, timeout=60)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert "STOPPED" in lines, done.stdout + done.stderr
+    assert lines["STOPPED"].split()[0] == "0"
+    assert not psutil.pid_exists(int(lines["WORKER"])) or \
+        psutil.Process(int(lines["WORKER"])).status() == psutil.STATUS_ZOMBIE
+    assert "did not stop in 1 s; killing it" in done.stderr
