@@ -170,15 +170,33 @@ class Learner:
         """Commit a verdict, then apply it (and anything before it) to the live model."""
         verdict = self.feedback.add_verdict(prediction_id, correct, client)
         self.sync()
+        self._prepare_guard()
         return verdict
+
+    def _prepare_guard(self) -> None:
+        """Vectorise the holdout in the background once verdicts start coming.
+
+        The first checkpoint needs it (~1 s of CPU); doing it at start would
+        slow the start-up and the first requests of an app that may only ever
+        predict.
+        """
+        if self.config.guard and self._holdout is None and self._holdout_path is not None \
+                and not self._holdout_lock.locked():
+            threading.Thread(target=self._holdout_quietly, name="holdout", daemon=True).start()
+
+    def _holdout_quietly(self) -> None:
+        try:
+            self.holdout()
+        except Exception:  # the checkpoint will try again and report it
+            log.exception("could not prepare the guard's holdout")
 
     # -- checkpoints and the guard -----------------------------------------
     def holdout(self) -> tuple[sp.csr_matrix, np.ndarray] | None:
         """The shipped holdout as features, vectorised once (about a second) on first use.
 
-        The app warms it up in the background after start (see app.py), and a
-        checkpoint prepares it before taking the log's write lock, so writers
-        never wait on it.
+        Prepared in the background after the first verdict, and by a
+        checkpoint before it takes the log's write lock, so writers never wait
+        on it.
         """
         with self._holdout_lock:
             if self._holdout is None and self._holdout_path is not None:

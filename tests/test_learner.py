@@ -189,7 +189,7 @@ def test_batched_learning_is_bit_identical_to_one_verdict_at_a_time(tiny_model_d
     assert not batched.state().equals(one_by_one.state())
 
 
-def test_background_timer_prepares_the_holdout_and_saves_waiting_verdicts(make_app):
+def test_background_timer_saves_waiting_verdicts(make_app):
     app = make_app(BACKGROUND_CHECKPOINTS=True, CHECKPOINT_SECONDS=1.0, CHECKPOINT_EVERY=10**6)
     learner = app.extensions["learner"]
     client = app.test_client()
@@ -203,4 +203,15 @@ def test_background_timer_prepares_the_holdout_and_saves_waiting_verdicts(make_a
         time.sleep(0.1)
     assert learner.store.current_name() != "base"
     assert learner.version.last_feedback_id == 1
-    assert learner._holdout is not None  # vectorised by the timer, not by a request
+
+
+def test_the_guard_holdout_is_prepared_after_the_first_verdict_not_before(make_app):
+    learner = make_app().extensions["learner"]
+    rng = random.Random(5)
+    ids = [pid for pid, _, _ in learner.predict([make_review(rng, 1) for _ in range(3)])]
+    assert learner._holdout is None  # predicting alone never pays for it
+    learner.verdict(ids[0], True)
+    deadline = time.monotonic() + 30
+    while learner._holdout is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert learner._holdout is not None
