@@ -380,8 +380,8 @@ def serve_app(threads: int, **where: Any) -> None:
     learner: Learner = app.extensions["learner"]
     # The ~130,000 objects that exist now (the libraries, the model) live as
     # long as the process. Left to the cyclic collector, each full collection
-    # walks them all: a 60 ms pause for every request in flight, which was
-    # most of the p99 latency. Frozen, the collector skips them.
+    # walks them all: a 60 ms pause for every request in flight. Frozen, the
+    # collector skips them.
     gc.freeze()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -410,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     limit_malloc_arenas()  # before any thread starts; forked workers inherit it
     if args.debug:
-        create_app().run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        app = create_app()
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        finally:
+            app.extensions["learner"].close()
         return 0
     if args.workers > 1:
         from workers import serve_forked

@@ -1,0 +1,136 @@
+"""Where a verdict's server time goes, measured in-process on the committed model.
+
+``python -m bench.learning`` prints:
+
+* one-row ``partial_fit`` on the served classifier, passing ``classes`` (as a
+  first fit must) and not (what the app does once the classifier is fitted);
+* vectorising the review the verdict is about;
+* ``Learner.verdict`` end to end (commit, fsync, learn, checkpoints every 200),
+  from 1 and from 4 threads, with how many verdicts each ``partial_fit`` learned;
+* a full garbage collection of the built app, before and after ``gc.freeze()``.
+
+Medians of repeated runs; compare within one run, the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import gc
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bench.serving import REVIEW
+from feedback import FeedbackLog
+from learner import Learner
+from model import CLASSES, SentimentModel
+from vectorizer import PKL_DIR
+
+
+def median_ms(call: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def verdict_rate(model: SentimentModel, threads: int, seconds: float) -> dict[str, object]:
+    """Verdicts/s through a Learner on a fresh log, and the rows each partial_fit learned."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        feedback = FeedbackLog(folder / "reviews.sqlite")
+        learner = Learner(model.clone(), feedback, folder / "models",
+                          holdout_path=PKL_DIR / "holdout.csv.gz")
+        learner.holdout()  # as a running app has it by its first checkpoint
+        batches: collections.Counter[int] = collections.Counter()
+        learn = learner.model.learn_features
+
+        def counting(X, y) -> None:
+            batches[X.shape[0]] += 1
+            learn(X, y)
+
+        learner.model.learn_features = counting
+        ids = iter(feedback.add_predictions([(REVIEW, 1, 0.9)] * 20_000, "bench"))
+        lock = threading.Lock()
+        deadline = time.perf_counter() + seconds
+        done = [0] * threads
+
+        def work(i: int) -> None:
+            while time.perf_counter() < deadline:
+                with lock:
+                    pid = next(ids, None)
+                if pid is None:
+                    return
+                learner.verdict(pid, pid % 3 != 0)
+                done[i] += 1
+
+        started = time.perf_counter()
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - started
+        feedback.close()
+    calls = sum(batches.values())
+    return {"threads": threads, "verdicts_per_s": sum(done) / elapsed,
+            "partial_fit_calls": calls, "single_row_calls": batches[1],
+            "rows_per_call": sum(k * n for k, n in batches.items()) / max(calls, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.learning",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    threadpool_limits(limits=1, user_api="blas")  # as the app does
+
+    model = SentimentModel.load()
+    X = model.transform([REVIEW])
+    y = np.array([1])
+    with_classes, without = copy.deepcopy(model.classifier), copy.deepcopy(model.classifier)
+    timings = {
+        "one-row partial_fit, classes passed": lambda: with_classes.partial_fit(
+            X, y, classes=CLASSES),
+        "one-row partial_fit, classes omitted": lambda: without.partial_fit(X, y),
+        "vectorising the review": lambda: model.transform([REVIEW]),
+    }
+    for name, call in timings.items():
+        print(f"{name:<38}{median_ms(call, args.repeat):6.2f} ms")
+
+    for threads in (1, 4):
+        r = verdict_rate(model, threads, args.seconds)
+        print(f"Learner.verdict, {threads} thread{'s' if threads > 1 else ' '}: "
+              f"{r['verdicts_per_s']:5.0f}/s; {r['partial_fit_calls']} partial_fit calls, "
+              f"{r['single_row_calls']} of one row, {r['rows_per_call']:.2f} rows per call")
+
+    from app import create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"INSTANCE_PATH": tmp, "BACKGROUND_CHECKPOINTS": False})
+        gc.collect()
+        full = median_ms(gc.collect, 5)
+        objects = len(gc.get_objects())
+        gc.freeze()
+        frozen = median_ms(gc.collect, 5)
+        gc.unfreeze()
+        app.extensions["learner"].feedback.close()
+    print(f"full garbage collection of the built app ({objects:,} objects): {full:.1f} ms; "
+          f"after gc.freeze(): {frozen:.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
