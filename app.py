@@ -389,6 +389,10 @@ def serve_app(threads: int, **where: Any) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second signal (Ctrl-C reaches a pre-forked worker directly and
+        # through its parent) must not cut the final checkpoint short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         learner.close()
 
 
