@@ -8,9 +8,11 @@ clients and ``--seconds`` per figure:
 * the HTML results page (``POST /results`` with its CSRF token),
 * verdicts (``POST /api/feedback`` on predictions made beforehand),
 
-plus sequential single-review latency, RSS after start and after load, and
-start-up time with 10,000 stored verdicts. Every loop is bounded in time and
-count and only talks to 127.0.0.1.
+plus sequential single-review latency, memory after start and after load
+(RSS and PSS summed over the app's processes), and start-up time with 10,000
+stored verdicts; all of it once per ``--workers`` value (default: 1, then 2
+pre-forked processes). Every loop is bounded in time and count and only
+talks to 127.0.0.1.
 """
 
 from __future__ import annotations
