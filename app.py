@@ -361,8 +361,8 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
     glibc gives each thread that allocates while another does its own arena
     (up to 8 per core) and rarely returns their free space, so RSS grows with
-    the thread count rather than with the work. Same as MALLOC_ARENA_MAX=2;
-    measured: 248 -> 230 MB after the serving benchmark's load. No-op off glibc.
+    the thread count rather than with the work. Same as MALLOC_ARENA_MAX=2.
+    No-op off glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # waitress warns for every request that waits for a free thread: at load that
-    # is a log line per request (5% of the CPU measured); latency shows it anyway.
+    # is a log line per request, costly and useless; latency shows it anyway.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     limit_malloc_arenas()  # before any thread starts; forked workers inherit it
     if args.debug:

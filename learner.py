@@ -194,22 +194,15 @@ class Learner:
     def holdout(self, pause: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray] | None:
         """The shipped holdout as features, vectorised once (about a second) on first use.
 
-        Prepared in the background after the first verdict, and by a
+        Prepared in the background after the first verdict (with ``pause``
+        between chunks, see :meth:`SentimentModel.transform`), and by a
         checkpoint before it takes the log's write lock, so writers never wait
-        on it. ``pause``: sleep this long between chunks of 64 reviews, so a
-        background preparation lets request threads run (Python runs one
-        thread at a time; unpaused, it added up to 200 ms to the slowest
-        requests of that second).
+        on it.
         """
         with self._holdout_lock:
             if self._holdout is None and self._holdout_path is not None:
                 texts, y = load_holdout(self._holdout_path)
-                chunks = []
-                for start in range(0, len(texts), 64):
-                    chunks.append(self.model.transform(texts[start:start + 64]))
-                    time.sleep(pause)
-                X = sp.vstack(chunks, format="csr") if chunks else self.model.transform(texts)
-                self._holdout = (X, y)
+                self._holdout = (self.model.transform(texts, pause=pause), y)
         return self._holdout
 
     def holdout_accuracy(self, state: ModelState | None = None) -> float | None:

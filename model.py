@@ -17,6 +17,7 @@ import os
 import pickle
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,17 +140,25 @@ class SentimentModel:
         return self.manifest["files"]["classifier.pkl"][:16]
 
     # -- prediction -------------------------------------------------------
-    def transform(self, texts: Sequence[str], chunk: int = 64) -> sp.csr_matrix:
+    def transform(self, texts: Sequence[str], chunk: int = 64,
+                  pause: float = 0.0) -> sp.csr_matrix:
         """Features of ``texts``, vectorised ``chunk`` reviews at a time.
 
         Vectorising makes ~600 short-lived strings per review. A thousand
         reviews at once (a batch request, the holdout) would need tens of MB
         for a moment, which the allocator then keeps; chunks bound that.
+        ``pause``: sleep this long between chunks, so that work in a
+        background thread lets request threads run (Python runs one thread
+        at a time).
         """
         if len(texts) <= chunk:
             return self.vectorizer.transform(texts)
-        return sp.vstack([self.vectorizer.transform(texts[i:i + chunk])
-                          for i in range(0, len(texts), chunk)], format="csr")
+        parts = []
+        for start in range(0, len(texts), chunk):
+            parts.append(self.vectorizer.transform(texts[start:start + chunk]))
+            if pause:
+                time.sleep(pause)
+        return sp.vstack(parts, format="csr")
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_features(self.transform(texts))

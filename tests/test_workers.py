@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.serving import free_port
 from model import SentimentModel
 from tests.fakes import make_reviews
 from tests.reference import ROOT, call, reference_state
 from versions import VersionStore
 from workers import MIN_WORKER_LIFETIME
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(instance: Path, model_dir: Path, log: Path,
