@@ -16,10 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+# How long a connection waits for another process's write lock.
+BUSY_TIMEOUT = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -106,6 +110,30 @@ def _verdict(row: tuple) -> Verdict:
     return Verdict(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], row[8])
 
 
+def _open_wal(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode, even while other processes open the same new file.
+
+    Switching a database to WAL needs its exclusive lock, and when two
+    connections race for it SQLite may answer "database is locked" at once
+    instead of calling the busy handler (it would deadlock otherwise). This
+    happens when pre-forked workers start together on a fresh instance folder,
+    so the switch is retried here for as long as the busy timeout allows.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    delay = 0.001
+    while True:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.1)
+
+
 class FeedbackLog:
     """Thread-safe access to the database: one connection per thread, WAL mode."""
 
@@ -130,8 +158,7 @@ class FeedbackLog:
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = _open_wal(self.path)
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db

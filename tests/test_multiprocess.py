@@ -47,10 +47,10 @@ def answers(server: Server, reviews: list[str]) -> tuple[list, dict]:
 def test_four_processes_converge(tmp_path, tiny_model_dir):
     instance = tmp_path / "instance"
     db = instance / "reviews.sqlite"
-    # SECRET_KEY given: app.secret_key() races when processes start at once on a
-    # fresh instance folder (exists() then O_EXCL: FileExistsError, or an empty key).
+    # All four start at once on a fresh instance folder: they race to create the
+    # database, switch it to WAL and generate the secret key.
     servers = [Server(instance, tiny_model_dir, tmp_path / "logs", name=f"p{i}",
-                      CHECKPOINT_EVERY=5, CHECKPOINT_SECONDS=1e9, SECRET_KEY="multi-process")
+                      CHECKPOINT_EVERY=5, CHECKPOINT_SECONDS=1e9)
                for i in range(PROCESSES)]
     try:
         start_all(servers)

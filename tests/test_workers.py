@@ -31,8 +31,8 @@ def start(instance: Path, model_dir: Path, log: Path,
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
-               SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false",
-               SECRET_KEY="workers-test")
+               SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false")
+    env.pop("SECRET_KEY", None)  # the workers create the key together, as on a first start
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
                                  "--workers", str(workers), "--threads", "2"],
