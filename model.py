@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 from scipy.special import expit
 from sklearn.linear_model import SGDClassifier
 
@@ -224,13 +225,54 @@ class SentimentModel:
         return clf.penalty is None and not clf.shuffle and not clf.average
 
     def learn_features(self, X: sp.csr_matrix, y: np.ndarray) -> None:
+        """``partial_fit`` on a copy, then swap it in: readers never see half an update."""
         clf = copy.copy(self._clf)
         clf.coef_ = self._clf.coef_.copy()
         clf.intercept_ = self._clf.intercept_.copy()
-        # ``classes`` only on a first fit: on later calls sklearn re-derives and
-        # compares them every time (~0.3 ms of the ~1.7 ms a one-row update costs).
-        clf.partial_fit(X, y, classes=None if hasattr(clf, "classes_") else CLASSES)
+        if self._learns_touched_weights_only:
+            self._partial_fit_touched(clf, X, y)
+        else:
+            # ``classes`` only on a first fit: on later calls sklearn re-derives
+            # and compares them every time.
+            clf.partial_fit(X, y, classes=None if hasattr(clf, "classes_") else CLASSES)
         self._clf = clf
+
+    @property
+    def _learns_touched_weights_only(self) -> bool:
+        """Whether an update changes only the weights of the reviews' own features.
+
+        True for the served settings once fitted: without a penalty there is no
+        decay of every weight, and without averaging no running mean over all.
+        """
+        clf = self._clf
+        return clf.penalty is None and not clf.average and hasattr(clf, "classes_")
+
+    @staticmethod
+    def _partial_fit_touched(clf: SGDClassifier, X: sp.csr_matrix, y: np.ndarray) -> None:
+        """``clf.partial_fit(X, y)`` run on the columns ``X`` uses, written back into ``clf``.
+
+        A one-review ``partial_fit`` on 2**20 features costs ~1.3 ms, mostly
+        passes over all the weights (sklearn's finiteness check and weight-vector
+        set-up) and input validation, against ~5 µs of actual SGD on the
+        review's ~500 features. The same call on a classifier holding only
+        those columns does the same arithmetic in the same order (each row
+        keeps its entries in order, so every dot product sums alike): the
+        result is bit for bit what the full call gives (tested), in about
+        half the time.
+        """
+        X = sp.csr_matrix(X)
+        columns, position = np.unique(X.indices, return_inverse=True)
+        narrow = copy.copy(clf)
+        narrow.coef_ = clf.coef_[:, columns]
+        narrow.n_features_in_ = len(columns)
+        X_narrow = sp.csr_matrix((X.data, position.reshape(-1), X.indptr),
+                                 shape=(X.shape[0], len(columns)))
+        # The inputs are our own finite features and fitted parameters.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            narrow.partial_fit(X_narrow, y)
+        clf.coef_[:, columns] = narrow.coef_
+        clf.intercept_ = narrow.intercept_
+        clf.t_ = narrow.t_
 
     def state(self) -> ModelState:
         clf = self._clf

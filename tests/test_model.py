@@ -58,3 +58,39 @@ def test_explanation_from_given_features_equals_its_own(tiny_model_dir: Path) ->
     model = SentimentModel.load(tiny_model_dir)
     text = "A wonderful, moving film; the ending was not bad at all :)"
     assert model.explain(text, X=model.transform([text])) == model.explain(text)
+
+
+def test_learning_equals_partial_fit_on_the_whole_classifier(tiny_model_dir: Path) -> None:
+    """The update runs on the reviews' own columns; it must equal sklearn's full call exactly."""
+    import copy
+    import random
+
+    from tests.fakes import make_review
+
+    model = SentimentModel.load(tiny_model_dir)
+    reference = copy.deepcopy(model.classifier)
+    rng = random.Random(11)
+    for size in (1, 1, 7, 1, 30):  # batches share features across and within calls
+        texts = [make_review(rng, rng.randrange(2)) for _ in range(size)]
+        labels = np.array([rng.randrange(2) for _ in texts])
+        X = model.transform(texts)
+        model.learn_features(X, labels)
+        reference.partial_fit(X, labels)
+    state = model.state()
+    assert state.coef.tobytes() == reference.coef_.tobytes()
+    assert state.intercept.tobytes() == reference.intercept_.tobytes()
+    assert state.t == reference.t_
+
+    # With an L2 penalty every weight decays at each step, so the update must
+    # run on the whole classifier: weights of features no review has change too.
+    decaying = SentimentModel.load(tiny_model_dir)
+    decaying.classifier.set_params(penalty="l2", alpha=1e-3)
+    before = decaying.state().coef.copy()
+    reference = copy.deepcopy(decaying.classifier)
+    X = decaying.transform(texts)
+    decaying.learn_features(X, labels)
+    reference.partial_fit(X, labels)
+    after = decaying.state().coef
+    assert after.tobytes() == reference.coef_.tobytes()
+    untouched = np.setdiff1d(np.flatnonzero(before[0]), X.indices)
+    assert np.all(np.abs(after[0, untouched]) < np.abs(before[0, untouched]))
