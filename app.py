@@ -7,7 +7,6 @@ live model and the feedback log. ``python app.py`` serves it with waitress.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import logging
@@ -36,6 +35,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
+import heap
 from cli import register_cli
 from feedback import FeedbackError, FeedbackLog, UnknownPrediction
 from forms import MAX_REVIEW, MIN_REVIEW, FeedbackForm, ReviewForm
@@ -356,28 +356,13 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through serve() to the checkpoint in serve_app
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread heaps: a threaded server otherwise keeps one per busy thread.
-
-    glibc gives each thread that allocates while another does its own arena
-    (up to 8 per core) and rarely returns their free space, so RSS grows with
-    the thread count rather than with the work. Same as MALLOC_ARENA_MAX=2.
-    No-op off glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_arena_max = -8
-    libc.mallopt(m_arena_max, arenas)
-
-
 def serve_app(threads: int, **where: Any) -> None:
     """Build the app and serve it with waitress until SIGTERM or SIGINT, then checkpoint."""
     from waitress import serve
 
     app = create_app()
     learner: Learner = app.extensions["learner"]
+    heap.release_free_memory()  # what loading the model and replaying the log left
     # The ~130,000 objects that exist now (the libraries, the model) live as
     # long as the process. Left to the cyclic collector, each full collection
     # walks them all: a 60 ms pause for every request in flight. Frozen, the
@@ -412,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     # waitress warns for every request that waits for a free thread: at load that
     # is a log line per request, costly and useless; latency shows it anyway.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    limit_malloc_arenas()  # before any thread starts; forked workers inherit it
+    heap.limit_arenas()  # before any thread starts; forked workers inherit it
     if args.debug:
         app = create_app()
         signal.signal(signal.SIGTERM, _interrupt)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+import heap
 from feedback import FeedbackLog, Verdict
 from model import ModelState, Prediction, SentimentModel
 from versions import BASE, VersionInfo, VersionStore
@@ -203,6 +204,8 @@ class Learner:
             if self._holdout is None and self._holdout_path is not None:
                 texts, y = load_holdout(self._holdout_path)
                 self._holdout = (self.model.transform(texts, pause=pause), y)
+                del texts
+                heap.release_free_memory()  # the text and the chunks stacked into X
         return self._holdout
 
     def holdout_accuracy(self, state: ModelState | None = None) -> float | None:
@@ -243,7 +246,11 @@ class Learner:
                 result = self._checkpoint(db, force, if_due)
             if result is not None and result.published is None:
                 self._reload()  # from the last good version, before anyone predicts
-            return result
+        if result is not None:
+            # Scoring copies of the weights and serialising the state: ~20 MB
+            # of garbage that glibc would otherwise keep.
+            heap.release_free_memory()
+        return result
 
     def _checkpoint(self, db, force: bool, if_due: bool) -> GuardResult | None:
         """:meth:`checkpoint` under the learner lock and the log's write lock.

@@ -25,6 +25,8 @@ import socket
 import time
 from collections.abc import Callable
 
+import heap
+
 log = logging.getLogger(__name__)
 
 # A worker that dies this soon after it was started is broken, not unlucky:
@@ -94,6 +96,7 @@ class Supervisor:
         # freed: keep the collector from touching them, so their memory stays
         # shared with the workers instead of being copied into each.
         gc.freeze()
+        heap.release_free_memory()  # not copied into every worker
         for _ in range(self.workers):
             self.spawn()
         status = 0
