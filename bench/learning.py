@@ -3,7 +3,9 @@
 ``python -m bench.learning`` prints:
 
 * one-row ``partial_fit`` on the served classifier, passing ``classes`` (as a
-  first fit must) and not (what the app does once the classifier is fitted);
+  first fit must) and not;
+* the app's update, :meth:`SentimentModel.learn_features`: a copy of the
+  weights, then ``partial_fit`` on the review's own columns only;
 * vectorising the review the verdict is about;
 * ``Learner.verdict`` end to end (commit, fsync, learn, checkpoints every 200),
   from 1 and from 4 threads, with how many verdicts each ``partial_fit`` learned;
@@ -101,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     X = model.transform([REVIEW])
     y = np.array([1])
     with_classes, without = copy.deepcopy(model.classifier), copy.deepcopy(model.classifier)
+    learning = model.clone()
     timings = {
         "one-row partial_fit, classes passed": lambda: with_classes.partial_fit(
             X, y, classes=CLASSES),
         "one-row partial_fit, classes omitted": lambda: without.partial_fit(X, y),
+        "the app's update (copy, review's columns)": lambda: learning.learn_features(X, y),
         "vectorising the review": lambda: model.transform([REVIEW]),
     }
     for name, call in timings.items():
-        print(f"{name:<38}{median_ms(call, args.repeat):6.2f} ms")
+        print(f"{name:<44}{median_ms(call, args.repeat):6.2f} ms")
 
     for threads in (1, 4):
         r = verdict_rate(model, threads, args.seconds)
