@@ -41,11 +41,10 @@ def limit_arenas(arenas: int = 2) -> None:
 def release_free_memory() -> None:
     """Give the heap's free pages back to the system (``malloc_trim``).
 
-    Meant after a burst of temporary allocations: it takes under a
-    millisecond, and after a run of checkpoints it returned ~20 MB.
-    Lowering glibc's mmap threshold instead would return big arrays as soon
-    as they are freed, but it made every verdict's 4 MB copy of the weights
-    fault in fresh pages: 20% fewer verdicts/s.
+    Meant after a burst of temporary allocations; it is cheap next to the
+    burst. Lowering glibc's mmap threshold instead would return big arrays
+    as soon as they are freed, but then every verdict's 4 MB copy of the
+    weights faults in fresh pages: fewer verdicts/s (README, Serving).
     """
     libc = _glibc()
     if libc is not None:

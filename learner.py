@@ -247,8 +247,8 @@ class Learner:
             if result is not None and result.published is None:
                 self._reload()  # from the last good version, before anyone predicts
         if result is not None:
-            # Scoring copies of the weights and serialising the state: ~20 MB
-            # of garbage that glibc would otherwise keep.
+            # Scoring copies of the weights and serialising the state leave
+            # garbage that glibc would otherwise keep.
             heap.release_free_memory()
         return result
 
