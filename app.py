@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "CHECKPOINT_SECONDS": 60.0,
     "GUARD": True,
     "GUARD_MARGIN": 0.01,
+    "KEEP_VERSIONS": 10,
     "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
     "BACKGROUND_CHECKPOINTS": True,
     # Per client (remote address), per process. Limits use Flask-Limiter's
@@ -130,6 +131,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             checkpoint_seconds=float(app.config["CHECKPOINT_SECONDS"]),
             guard=bool(app.config["GUARD"]),
             guard_margin=float(app.config["GUARD_MARGIN"]),
+            keep_versions=int(app.config["KEEP_VERSIONS"]),
         ),
     )
     app.extensions["learner"] = learner

@@ -33,9 +33,11 @@ def model_list() -> None:
             f"{info.first_feedback_id}..{info.last_feedback_id}")
         acc = "-" if info.holdout_accuracy is None else f"{info.holdout_accuracy:.4f}"
         mark = "*" if info.name == current else (" " if info.name in chain else "x")
+        pruned = "" if ln.store.has_state(info.name) else "  (state pruned)"
         click.echo(f"{mark:<2}{info.name:<9}{info.parent or '-':<9}{ids:<16}{acc:>8}"
-                   f"  {info.created}")
-    click.echo(f"\n* current ({ln.model_version}); x: superseded by a rollback or quarantine")
+                   f"  {info.created}{pruned}")
+    click.echo(f"\n* current ({ln.model_version}); x: superseded by a rollback or quarantine;"
+               f" a pruned state is rebuilt from the log on rollback")
 
 
 @model_cli.command("rollback")

@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class LearnerConfig:
     checkpoint_seconds: float = 60.0  # ... or this long with unsaved verdicts
     guard: bool = True
     guard_margin: float = 0.01  # 1 accuracy point on the holdout
+    keep_versions: int = 10  # state files kept on disk (see VersionStore.prune)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,20 @@ def load_holdout(path: Path) -> tuple[list[str], np.ndarray]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         frame = pd.read_csv(fh, dtype={"review": str})
     return frame["review"].tolist(), frame["sentiment"].to_numpy()
+
+
+def _learn(model: SentimentModel, verdicts: list[Verdict],
+           chunk: int = 256) -> Iterator[list[Verdict]]:
+    """Teach ``model`` the verdicts in id order, yielding each group once it is learned.
+
+    Groups of ``chunk`` when one ``partial_fit`` over them equals one per verdict.
+    """
+    step = chunk if model.learns_in_batches_exactly else 1
+    for start in range(0, len(verdicts), step):
+        part = verdicts[start:start + step]
+        model.learn_features(model.transform([v.review for v in part]),
+                             np.array([v.label for v in part]))
+        yield part
 
 
 class Learner:
@@ -98,13 +114,9 @@ class Learner:
         self._unsaved = 0
         self._apply(self.feedback.accepted_after(self.applied_id))
 
-    def _apply(self, verdicts: list[Verdict], chunk: int = 256) -> None:
+    def _apply(self, verdicts: list[Verdict]) -> None:
         """Learn from ``verdicts`` in id order, exactly as one ``partial_fit`` each."""
-        step = chunk if self.model.learns_in_batches_exactly else 1
-        for start in range(0, len(verdicts), step):
-            part = verdicts[start:start + step]
-            X = self.model.transform([v.review for v in part])
-            self.model.learn_features(X, np.array([v.label for v in part]))
+        for part in _learn(self.model, verdicts):
             self.applied_id = part[-1].id
             self._unsaved += len(part)
 
@@ -293,6 +305,7 @@ class Learner:
             return GuardResult(None, n, accuracy, threshold)
         info = self.store.write(self.model.state(), current.name,
                                 current.last_feedback_id + 1, self.applied_id, accuracy)
+        self.store.prune(self.config.keep_versions)
         self.version = info
         self._unsaved = 0
         return GuardResult(info, 0, accuracy, threshold)
@@ -309,13 +322,29 @@ class Learner:
                 if name not in chain:
                     raise ValueError(f"{name} is not the current version or one of its "
                                      f"ancestors: {', '.join(chain)}")
-                info, _ = self.store.load(name)
+                if self.store.has_state(name):
+                    info, _ = self.store.load(name)
+                else:
+                    info = self.store.info(name)
+                    self.store.restore(name, self._replay(info.last_feedback_id).state())
                 n = self.feedback.quarantine(db, info.last_feedback_id, None,
                                              f"operator rollback to {name}")
                 self.store.set_current(name)
                 self.generation = -1
             self._reload()
         return n
+
+    def _replay(self, upto_id: int) -> SentimentModel:
+        """The base model plus the accepted verdicts up to ``upto_id`` (a pruned version).
+
+        A version on the current chain is exactly that: quarantines after it
+        only ever cover later ids, and released verdicts come back with new ones.
+        """
+        model = self.base.clone()
+        model.set_state(self.store.base_state)
+        for _ in _learn(model, self.feedback.accepted_after(0, upto_id)):
+            pass
+        return model
 
     def rebuild(self) -> SentimentModel:
         """Replay the whole accepted log onto the base model, from scratch."""

@@ -9,6 +9,7 @@ does not check out is skipped with a log line, and its parent is used.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -146,6 +147,38 @@ class VersionStore:
                      (json.dumps(info.to_json(), indent=2) + "\n").encode())
         self.set_current(name)
         return info
+
+    def has_state(self, name: str) -> bool:
+        return name == BASE or self._path(name, ".npz").exists()
+
+    def restore(self, name: str, state: ModelState) -> None:
+        """Write back the state file of a pruned version, if ``state`` is exactly it."""
+        info = self.info(name)
+        data = state.to_bytes()
+        if sha256_bytes(data) != info.sha256:
+            raise CorruptVersion(f"{name}: its state pruned, and the log replayed up to "
+                                 f"id {info.last_feedback_id} does not match its sha256")
+        atomic_write(self._path(name, ".npz"), data)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete the state files of all but the current version and its newest ancestors.
+
+        Each checkpoint writes the whole state (4 MB for 2**20 weights), so
+        without this the folder would grow by that much every few hundred
+        verdicts, forever. Kept: the ``keep`` newest versions of the current
+        chain (at least the current one and its parent, which a process
+        switching versions at this moment may still be loading). Manifests
+        stay, as history; rolling back to a pruned version rebuilds its state
+        from the log (:meth:`Learner.rollback`). Returns the pruned names.
+        """
+        kept = set(self.chain()[:max(keep, 2)])
+        pruned = []
+        for name in self.names():
+            if name not in kept and self.has_state(name):
+                with contextlib.suppress(FileNotFoundError):  # pruned by another process
+                    self._path(name, ".npz").unlink()
+                pruned.append(name)
+        return pruned
 
     def list(self) -> list[VersionInfo]:
         infos = [self.base_info]

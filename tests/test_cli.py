@@ -127,6 +127,45 @@ def test_rollback_to_a_corrupt_version_fails_clearly(served):
     assert learner.feedback.verdicts("quarantined") == []
 
 
+@pytest.fixture
+def pruned(make_app):
+    """Like ``served`` but keeping two state files: v000001's is pruned."""
+    app = make_app(**CONFIG, KEEP_VERSIONS=2)
+    verdicts(app, 17)
+    return app
+
+
+def test_old_states_are_pruned_and_rollback_rebuilds_them(pruned, tiny_model_dir):
+    learner = pruned.extensions["learner"]
+    folder = learner.store.folder
+    assert sorted(p.name for p in folder.glob("v*.npz")) == ["v000002.npz", "v000003.npz"]
+    assert (folder / "v000001.json").exists()  # the history stays
+    listing = invoke(pruned, "model", "list").output
+    assert [line for line in listing.splitlines() if "(state pruned)" in line] == [
+        line for line in listing.splitlines() if "v000001" in line[:11]]
+
+    result = invoke(pruned, "model", "rollback", "v000001")
+    assert result.exit_code == 0, result.output
+    assert "current version is now v000001; 12 later verdicts quarantined" in result.output
+    info, state = learner.store.load("v000001")  # restored, and its sha256 checks out
+    assert learner.version.name == "v000001" and learner.applied_id == 5
+    assert learner.model.state().equals(state)
+    assert_model_is_the_log(pruned, tiny_model_dir)
+
+
+def test_rollback_refuses_a_rebuilt_state_that_differs(pruned):
+    learner = pruned.extensions["learner"]
+    manifest = learner.store.folder / "v000001.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "sha256": "0" * 64}))
+    result = invoke(pruned, "model", "rollback", "v000001")
+    assert result.exit_code != 0
+    assert result.output.startswith("Error: v000001: its state pruned, and the log replayed")
+    assert learner.feedback.verdicts("quarantined") == []
+    assert learner.store.current_name() == "v000003"
+    assert not (learner.store.folder / "v000001.npz").exists()
+
+
 def test_rebuild_reports_a_difference(served):
     result = invoke(served, "model", "rebuild")
     assert result.exit_code == 0 and "bit-identical" in result.output
