@@ -119,11 +119,14 @@ class VersionStore:
             older = [n for n in self.names() if n < name]
             return older[-1] if older else BASE
 
-    def chain(self, name: str | None = None) -> list[str]:
-        """``name`` (default: current) and its ancestors, newest first, ending with base."""
-        out = []
+    def chain(self, name: str | None = None, limit: int | None = None) -> list[str]:
+        """``name`` (default: current) and its ancestors, newest first, ending with base.
+
+        ``limit``: only the first ``limit`` of them.
+        """
+        out: list[str] = []
         node: str | None = name or self.current_name()
-        while node is not None:
+        while node is not None and len(out) != limit:
             out.append(node)
             if node == BASE:
                 break
@@ -169,16 +172,21 @@ class VersionStore:
         chain (at least the current one and its parent, which a process
         switching versions at this moment may still be loading). Manifests
         stay, as history; rolling back to a pruned version rebuilds its state
-        from the log (:meth:`Learner.rollback`). Returns the pruned names.
+        from the log (:meth:`Learner.rollback`). State files without a manifest
+        (left by a crash mid-checkpoint) go too. Returns the pruned names.
+
+        Run under the log's write lock, as checkpoints are: no version is being
+        written meanwhile. Its cost does not grow with the history: it walks
+        ``keep`` manifests and lists the few state files left.
         """
-        kept = set(self.chain()[:max(keep, 2)])
+        kept = set(self.chain(limit=max(keep, 2)))
         pruned = []
-        for name in self.names():
-            if name not in kept and self.has_state(name):
+        for path in self.folder.glob("v*.npz"):
+            if NAME.match(path.stem) and path.stem not in kept:
                 with contextlib.suppress(FileNotFoundError):  # pruned by another process
-                    self._path(name, ".npz").unlink()
-                pruned.append(name)
-        return pruned
+                    path.unlink()
+                pruned.append(path.stem)
+        return sorted(pruned)
 
     def list(self) -> list[VersionInfo]:
         infos = [self.base_info]
