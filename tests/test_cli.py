@@ -153,6 +153,16 @@ def test_old_states_are_pruned_and_rollback_rebuilds_them(pruned, tiny_model_dir
     assert_model_is_the_log(pruned, tiny_model_dir)
 
 
+def test_a_checkpoint_also_removes_state_files_a_crash_left_without_manifest(pruned):
+    learner = pruned.extensions["learner"]
+    orphan = learner.store.folder / "v000099.npz"
+    orphan.write_bytes(b"written just before a kill -9")
+    verdicts(pruned, 5, seed=1)  # the next checkpoint
+    assert learner.store.current_name() == "v000004"
+    assert sorted(p.name for p in learner.store.folder.glob("v*.npz")) == [
+        "v000003.npz", "v000004.npz"]
+
+
 def test_rollback_refuses_a_rebuilt_state_that_differs(pruned):
     learner = pruned.extensions["learner"]
     manifest = learner.store.folder / "v000001.json"
