@@ -326,7 +326,7 @@ class Learner:
                     info, _ = self.store.load(name)
                 else:
                     info = self.store.info(name)
-                    self.store.restore(name, self._replay(info.last_feedback_id).state())
+                    self.store.restore(name, self.rebuild(info.last_feedback_id).state())
                 n = self.feedback.quarantine(db, info.last_feedback_id, None,
                                              f"operator rollback to {name}")
                 self.store.set_current(name)
@@ -334,24 +334,17 @@ class Learner:
             self._reload()
         return n
 
-    def _replay(self, upto_id: int) -> SentimentModel:
-        """The base model plus the accepted verdicts up to ``upto_id`` (a pruned version).
+    def rebuild(self, upto_id: int | None = None) -> SentimentModel:
+        """The base model plus the accepted log (up to ``upto_id``), replayed from scratch.
 
-        A version on the current chain is exactly that: quarantines after it
-        only ever cover later ids, and released verdicts come back with new ones.
+        Up to a version's last id on the current chain, that is the version:
+        quarantines after it only ever cover later ids, and released verdicts
+        come back with new ones (how a rollback restores a pruned state).
         """
         model = self.base.clone()
         model.set_state(self.store.base_state)
         for _ in _learn(model, self.feedback.accepted_after(0, upto_id)):
             pass
-        return model
-
-    def rebuild(self) -> SentimentModel:
-        """Replay the whole accepted log onto the base model, from scratch."""
-        model = self.base.clone()
-        model.set_state(self.store.base_state)
-        for verdict in self.feedback.accepted_after(0):
-            model.learn(verdict.review, verdict.label)
         return model
 
     def close(self) -> None:

@@ -40,12 +40,16 @@ def assert_model_is_the_log(app, model_dir: Path) -> None:
     assert live.equals(reference_state(model_dir, Path(app.instance_path) / "reviews.sqlite"))
 
 
-@pytest.fixture
-def served(make_app):
+def with_17_verdicts(make_app, **config):
     """An app with 17 verdicts: versions v000001..v000003 and two unsaved verdicts."""
-    app = make_app(**CONFIG)
+    app = make_app(**CONFIG, **config)
     verdicts(app, 17)
     return app
+
+
+@pytest.fixture
+def served(make_app):
+    return with_17_verdicts(make_app)
 
 
 def invoke(app, *args: str):
@@ -130,9 +134,7 @@ def test_rollback_to_a_corrupt_version_fails_clearly(served):
 @pytest.fixture
 def pruned(make_app):
     """Like ``served`` but keeping two state files: v000001's is pruned."""
-    app = make_app(**CONFIG, KEEP_VERSIONS=2)
-    verdicts(app, 17)
-    return app
+    return with_17_verdicts(make_app, KEEP_VERSIONS=2)
 
 
 def test_old_states_are_pruned_and_rollback_rebuilds_them(pruned, tiny_model_dir):
