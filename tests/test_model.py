@@ -94,3 +94,25 @@ def test_learning_equals_partial_fit_on_the_whole_classifier(tiny_model_dir: Pat
     assert after.tobytes() == reference.coef_.tobytes()
     untouched = np.setdiff1d(np.flatnonzero(before[0]), X.indices)
     assert np.all(np.abs(after[0, untouched]) < np.abs(before[0, untouched]))
+
+
+def test_learning_in_place_waits_for_readers_and_states_are_snapshots(
+        tiny_model_dir: Path) -> None:
+    """Updates write the live weights in place: under the readers' lock, never under a state."""
+    import threading
+
+    model = SentimentModel.load(tiny_model_dir)
+    X = model.transform(["A dreadful, boring film with a wooden cast."])
+    before = model.state()
+    with model._weights:  # a prediction reading the weights
+        learning = threading.Thread(target=model.learn_features, args=(X, np.array([1])))
+        learning.start()
+        learning.join(0.3)
+        assert learning.is_alive(), "the update did not wait for the reader"
+        assert model.classifier.coef_.tobytes() == before.coef.tobytes()
+    learning.join()
+    after = model.state()
+    assert not after.equals(before)
+    assert not np.shares_memory(after.coef, model.classifier.coef_)
+    model.learn_features(X, np.array([1]))
+    assert not model.state().equals(after)  # the snapshot kept its values
