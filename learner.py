@@ -19,10 +19,12 @@ keeps that true:
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import sqlite3
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ import scipy.sparse as sp
 
 import heap
 from feedback import FeedbackLog, Verdict
-from model import ModelState, Prediction, SentimentModel
+from model import ModelState, Prediction, SentimentModel, atomic_write
 from versions import BASE, VersionInfo, VersionStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,28 @@ def load_holdout(path: Path) -> tuple[list[str], np.ndarray]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         frame = pd.read_csv(fh, dtype={"review": str})
     return frame["review"].tolist(), frame["sentiment"].to_numpy()
+
+
+def features_to_bytes(X: sp.csr_matrix, y: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, data=X.data, indices=X.indices, indptr=X.indptr,
+             shape=np.array(X.shape), y=y)
+    return buf.getvalue()
+
+
+def features_from_file(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Labelled features saved by :func:`features_to_bytes`; ValueError if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            X = sp.csr_matrix((npz["data"], npz["indices"], npz["indptr"]),
+                              shape=tuple(npz["shape"]))
+            y = npz["y"]
+        X.check_format(full_check=True)
+    except (KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if X.shape[0] != len(y):
+        raise ValueError(f"{path}: {X.shape[0]} rows but {len(y)} labels")
+    return X, y
 
 
 def _learn(model: SentimentModel, verdicts: list[Verdict],
@@ -90,7 +114,7 @@ class Learner:
         self.config = config or LearnerConfig()
         self.store = VersionStore(models_dir, base.base_id, base.state())
         self._holdout_path = holdout_path if holdout_path and holdout_path.is_file() else None
-        self._holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+        self._holdout_cache = self.store.folder / f"holdout-{base.base_id}.npz"
         self._holdout_lock = threading.Lock()
         self._base_accuracy: float | None = None
         self._lock = threading.RLock()
@@ -193,8 +217,8 @@ class Learner:
         slow the start-up and the first requests of an app that may only ever
         predict.
         """
-        if self.config.guard and self._holdout is None and self._holdout_path is not None \
-                and not self._holdout_lock.locked():
+        if self.config.guard and self._holdout_path is not None \
+                and not self.holdout_cached and not self._holdout_lock.locked():
             threading.Thread(target=self._holdout_quietly, name="holdout", daemon=True).start()
 
     def _holdout_quietly(self) -> None:
@@ -202,26 +226,43 @@ class Learner:
             self.holdout(pause=0.002)
         except Exception:  # the checkpoint will try again and report it
             log.exception("could not prepare the guard's holdout")
+        heap.release_free_memory()  # the texts and features, saved and dropped
 
     # -- checkpoints and the guard -----------------------------------------
+    @property
+    def holdout_cached(self) -> bool:
+        return self._holdout_cache.is_file()
+
     def holdout(self, pause: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray] | None:
-        """The shipped holdout as features, vectorised once (about a second) on first use.
+        """The shipped holdout as features: vectorised once, then read from disk.
 
-        Prepared in the background after the first verdict (with ``pause``
-        between chunks, see :meth:`SentimentModel.transform`), and by a
-        checkpoint before it takes the log's write lock, so writers never wait
-        on it.
+        Vectorising takes about a second, so it is done once per instance
+        folder and saved beside the versions (prepared in the background
+        after the first verdict, with ``pause`` between chunks, see
+        :meth:`SentimentModel.transform`). Each checkpoint then reads it back
+        (~15 ms) before it takes the log's write lock, rather than every
+        serving process holding its ~10 MB between checkpoints.
         """
+        if self._holdout_path is None:
+            return None
         with self._holdout_lock:
-            if self._holdout is None and self._holdout_path is not None:
-                texts, y = load_holdout(self._holdout_path)
-                self._holdout = (self.model.transform(texts, pause=pause), y)
-                del texts
-                heap.release_free_memory()  # the text and the chunks stacked into X
-        return self._holdout
+            try:
+                return features_from_file(self._holdout_cache)
+            except FileNotFoundError:
+                pass
+            except ValueError:
+                log.warning("rebuilding the unreadable holdout cache %s", self._holdout_cache)
+            texts, y = load_holdout(self._holdout_path)
+            X = self.model.transform(texts, pause=pause)
+            del texts
+            atomic_write(self._holdout_cache, features_to_bytes(X, y))
+            return X, y
 
-    def holdout_accuracy(self, state: ModelState | None = None) -> float | None:
-        data = self.holdout()
+    def holdout_accuracy(self, state: ModelState | None = None,
+                         holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+                         ) -> float | None:
+        """Accuracy of the live model (or of ``state``) on ``holdout`` (default: read it)."""
+        data = holdout or self.holdout()
         if data is None:
             return None
         model = self.model
@@ -230,9 +271,10 @@ class Learner:
             model.set_state(state)
         return model.accuracy(*data)
 
-    def base_accuracy(self) -> float | None:
+    def base_accuracy(self, holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+                      ) -> float | None:
         if self._base_accuracy is None:
-            self._base_accuracy = self.holdout_accuracy(self.store.base_state)
+            self._base_accuracy = self.holdout_accuracy(self.store.base_state, holdout)
         return self._base_accuracy
 
     def _current_version(self) -> VersionInfo:
@@ -251,20 +293,22 @@ class Learner:
         return self._run_checkpoint(force, if_due=False)
 
     def _run_checkpoint(self, force: bool, if_due: bool) -> GuardResult | None:
-        if self.config.guard:
-            self.holdout()  # vectorised before taking the log's write lock, not under it
+        # Read (or vectorised) before taking the log's write lock, not under it.
+        holdout = self.holdout() if self.config.guard else None
         with self._lock:
             with self.feedback.exclusive() as db:
-                result = self._checkpoint(db, force, if_due)
+                result = self._checkpoint(db, force, if_due, holdout)
             if result is not None and result.published is None:
                 self._reload()  # from the last good version, before anyone predicts
+        del holdout
         if result is not None:
-            # Scoring copies of the weights and serialising the state leave
-            # garbage that glibc would otherwise keep.
+            # The holdout, scoring copies of the weights and serialising the
+            # state leave garbage that glibc would otherwise keep.
             heap.release_free_memory()
         return result
 
-    def _checkpoint(self, db, force: bool, if_due: bool) -> GuardResult | None:
+    def _checkpoint(self, db, force: bool, if_due: bool,
+                    holdout: tuple[sp.csr_matrix, np.ndarray] | None) -> GuardResult | None:
         """:meth:`checkpoint` under the learner lock and the log's write lock.
 
         ``if_due``: called by :meth:`sync` because this learner counted enough
@@ -289,13 +333,14 @@ class Learner:
         if current.last_feedback_id >= self.applied_id and not force:
             self._unsaved = 0
             return None  # nothing to add to the current version
-        accuracy = self.holdout_accuracy() if self.config.guard else None
+        accuracy = self.holdout_accuracy(holdout=holdout) if holdout is not None else None
         threshold = None
         if accuracy is not None:
             last_good = current.holdout_accuracy
             if last_good is None:
-                last_good = self.holdout_accuracy(self.store.load(current.name)[1])
-            threshold = max(last_good, self.base_accuracy() or 0.0) - self.config.guard_margin
+                last_good = self.holdout_accuracy(self.store.load(current.name)[1], holdout)
+            threshold = (max(last_good, self.base_accuracy(holdout) or 0.0)
+                         - self.config.guard_margin)
         if threshold is not None and accuracy < threshold:
             reason = (f"guard: holdout accuracy {accuracy:.4f} < {threshold:.4f} "
                       f"(last good {current.name}, margin {self.config.guard_margin})")

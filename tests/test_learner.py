@@ -9,6 +9,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.fakes import make_review
@@ -209,9 +210,25 @@ def test_the_guard_holdout_is_prepared_after_the_first_verdict_not_before(make_a
     learner = make_app().extensions["learner"]
     rng = random.Random(5)
     ids = [pid for pid, _, _ in learner.predict([make_review(rng, 1) for _ in range(3)])]
-    assert learner._holdout is None  # predicting alone never pays for it
+    assert not learner.holdout_cached  # predicting alone never pays for it
     learner.verdict(ids[0], True)
     deadline = time.monotonic() + 30
-    while learner._holdout is None and time.monotonic() < deadline:
+    while not learner.holdout_cached and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert learner._holdout is not None
+    assert learner.holdout_cached
+
+
+def test_the_holdout_is_vectorised_once_per_folder_and_rebuilt_if_damaged(make_app):
+    learner = make_app().extensions["learner"]
+    X, y = learner.holdout()
+    cache = learner._holdout_cache
+    written = cache.stat().st_mtime_ns
+    again = make_app().extensions["learner"]  # another process on the same folder
+    X2, y2 = again.holdout()
+    assert cache.stat().st_mtime_ns == written  # read, not vectorised again
+    assert (X2 != X).nnz == 0 and np.array_equal(y2, y)
+    cache.write_bytes(cache.read_bytes()[:1000])  # a torn file
+    X3, y3 = learner.holdout()
+    assert (X3 != X).nnz == 0 and np.array_equal(y3, y)
+    X4, _ = make_app().extensions["learner"].holdout()
+    assert (X4 != X).nnz == 0
