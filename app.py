@@ -11,8 +11,10 @@ import gc
 import json
 import logging
 import os
+import pickle
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import (
+    Config,
     Flask,
     Response,
     abort,
@@ -68,6 +71,29 @@ DEFAULTS: dict[str, Any] = {
     "VERDICT_LIMIT": "30 per minute; 300 per hour",
     "RATELIMIT_STORAGE_URI": "memory://",
 }
+
+
+# Base models loaded ahead of any app (see preload_model), by resolved folder.
+_preloaded: dict[str, SentimentModel] = {}
+
+
+def preload_model(model_dir: Path | None = None) -> SentimentModel:
+    """Load the base model now, for every app this process and its forks will build.
+
+    The pre-forked server calls this in the parent: the ~8 MB of weights and
+    feature scales are then shared by all workers instead of loaded into
+    each. Sharing is safe because nobody trains a base model (every learner
+    trains its own clone). ``model_dir``: default, MODEL_DIR as
+    :func:`create_app` resolves it from DEFAULTS and SENTIMENT_* variables.
+    """
+    if model_dir is None:
+        config = Config(str(ROOT))
+        config.update(DEFAULTS)
+        config.from_prefixed_env("SENTIMENT")
+        model_dir = Path(config["MODEL_DIR"])
+    model = SentimentModel.load(model_dir)
+    _preloaded[str(Path(model_dir).resolve())] = model
+    return model
 
 
 def secret_key(instance: Path) -> str:
@@ -122,7 +148,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     feedback = FeedbackLog(Path(app.config["DATABASE"] or instance / "reviews.sqlite"),
                            durable=app.config["DURABLE_COMMITS"])
     learner = Learner(
-        SentimentModel.load(model_dir),
+        _preloaded.get(str(model_dir.resolve())) or SentimentModel.load(model_dir),
         feedback,
         Path(app.config["MODELS_DIR"] or instance / "models"),
         holdout_path=model_dir / "holdout.csv.gz",
@@ -399,7 +425,12 @@ def main(argv: list[str] | None = None) -> int:
     # waitress warns for every request that waits for a free thread: at load that
     # is a log line per request, costly and useless; latency shows it anyway.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    heap.limit_arenas()  # before any thread starts; forked workers inherit it
+    heap.configure()  # before any thread starts; forked workers inherit it
+    try:
+        preload_model()  # before forking, so that the workers share it
+    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+        return 1
     if args.debug:
         app = create_app()
         signal.signal(signal.SIGTERM, _interrupt)

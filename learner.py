@@ -112,7 +112,8 @@ class Learner:
         self.base = base
         self.feedback = feedback
         self.config = config or LearnerConfig()
-        self.store = VersionStore(models_dir, base.base_id, base.state())
+        # The base never learns (self.model is its clone): no need to copy its state.
+        self.store = VersionStore(models_dir, base.base_id, base.state(snapshot=False))
         self._holdout_path = holdout_path if holdout_path and holdout_path.is_file() else None
         self._holdout_cache = self.store.folder / f"holdout-{base.base_id}.npz"
         self._holdout_lock = threading.Lock()

@@ -286,9 +286,15 @@ class SentimentModel:
             clf.intercept_ = narrow.intercept_
             clf.t_ = narrow.t_
 
-    def state(self) -> ModelState:
-        """A snapshot of the learnable state (a copy: the live weights change in place)."""
+    def state(self, snapshot: bool = True) -> ModelState:
+        """The learnable state: a copy, since learning changes the weights in place.
+
+        ``snapshot=False``: the arrays themselves, for a model that never
+        learns (a base model), so that holding its state costs no memory.
+        """
         clf = self._clf
+        if not snapshot:
+            return ModelState(clf.coef_, clf.intercept_, float(clf.t_))
         with self._weights:
             return ModelState(clf.coef_.copy(), clf.intercept_.copy(), float(clf.t_))
 

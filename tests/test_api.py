@@ -299,3 +299,23 @@ def test_rate_limits_answer_429_with_retry_after(make_app):
     # Another client still has its whole budget.
     other = client.post("/api/predict", json=review, environ_base={"REMOTE_ADDR": "10.9.9.9"})
     assert other.status_code == 200
+
+
+def test_apps_share_a_preloaded_base_model_and_never_train_it(
+        make_app, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the pre-forked server's parent does before forking its workers."""
+    import app as app_module
+
+    monkeypatch.setattr(app_module, "_preloaded", {})
+    monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(tiny_model_dir))
+    base = app_module.preload_model()  # MODEL_DIR resolved as create_app does
+    before = base.state()
+    first, second = make_app(), make_app()
+    assert first.extensions["learner"].base is base is second.extensions["learner"].base
+    client = first.test_client()
+    pid = predict(client, "A dull, lifeless film with a silly plot.")["prediction_id"]
+    response = client.post("/api/feedback", json={"prediction_id": pid, "correct": False})
+    assert response.status_code == 201
+    assert not first.extensions["learner"].model.state().equals(before)
+    assert base.state().equals(before)
+    assert second.extensions["learner"].model.state().equals(before)

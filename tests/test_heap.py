@@ -34,3 +34,35 @@ def test_release_free_memory_returns_a_freed_burst() -> None:
     out = subprocess.run([sys.executable, "-c", BURST], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert float(out.stdout) > 40, f"only {out.stdout.strip()} MB returned"
+
+
+FREED_AT_ONCE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import heap
+
+    def rss_mb():
+        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+    if sys.argv[1] == "configured":
+        heap.configure()
+    # Freeing one 16 MB array lifts glibc's own threshold to 16 MB, so the
+    # 1 MB blocks that follow would come from the heap and stay there.
+    big = np.ones(16 * 2**20 // 8)
+    del big
+    blocks = [np.ones(2**20 // 8) for _ in range(60)]
+    keep = blocks[-1]
+    before = rss_mb()
+    del blocks
+    print(before - rss_mb())
+""")
+
+
+def test_configured_allocator_returns_megabyte_arrays_as_soon_as_they_are_freed() -> None:
+    def returned(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", FREED_AT_ONCE, mode], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return float(out.stdout)
+
+    assert returned("configured") > 50
+    assert returned("default") < 10  # what the setting is for

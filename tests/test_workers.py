@@ -112,7 +112,21 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
     assert state.equals(expected)
 
 
-def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path,
+                                                     tiny_model_dir: Path) -> None:
+    log = tmp_path / "app.log"
+    not_a_folder = tmp_path / "instance"
+    not_a_folder.write_text("a file where the instance folder should be")
+    proc, _ = start(not_a_folder, tiny_model_dir, log)
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        stop(proc)
+    assert code == 1, log.read_text()[-3000:]
+    assert "right after starting; stopping" in log.read_text()
+
+
+def test_a_missing_model_stops_the_server_before_any_worker_starts(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     proc, _ = start(tmp_path / "instance", tmp_path / "no-such-model", log)
     try:
@@ -120,7 +134,9 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     finally:
         stop(proc)
     assert code == 1, log.read_text()[-3000:]
-    assert "right after starting; stopping" in log.read_text()
+    lines = log.read_text().splitlines()
+    assert lines == [f"error: cannot load the model: [Errno 2] No such file or directory: "
+                     f"'{tmp_path / 'no-such-model' / 'manifest.json'}'"], lines
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
