@@ -37,9 +37,8 @@ def configure(arenas: int = 2, mmap_threshold: int = 256 * 1024) -> None:
       system as soon as they are freed. glibc raises the threshold to the
       size of each such block freed (up to 32 MB), after which arrays of a
       few MB come from the heap and stay there after use; fixed, it stays at
-      256 KB (MALLOC_MMAP_THRESHOLD_=262144). Cheap now that no request
-      allocates megabytes: 20-35 MB less with 2 workers after load, same
-      throughput (README, Serving).
+      256 KB (MALLOC_MMAP_THRESHOLD_=262144). Affordable since no verdict
+      copies the 4 MB of weights any more (README, Serving).
     """
     libc = _glibc()
     if libc is not None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import heap
 from bench.serving import REVIEW
 from feedback import FeedbackLog
 from learner import Learner
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
     threadpool_limits(limits=1, user_api="blas")  # as the app does
+    heap.configure()  # as app.py does: a fixed mmap threshold
 
     model = SentimentModel.load()
     X = model.transform([REVIEW])
