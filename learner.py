@@ -24,7 +24,6 @@ import logging
 import sqlite3
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import scipy.sparse as sp
 import heap
 from feedback import FeedbackLog, Verdict
 from model import ModelState, Prediction, SentimentModel, atomic_write
+from vectorizer import read_features, write_features
 from versions import BASE, VersionInfo, VersionStore
 
 log = logging.getLogger(__name__)
@@ -64,22 +64,13 @@ def load_holdout(path: Path) -> tuple[list[str], np.ndarray]:
     return frame["review"].tolist(), frame["sentiment"].to_numpy()
 
 
-def features_to_bytes(X: sp.csr_matrix, y: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, data=X.data, indices=X.indices, indptr=X.indptr,
-             shape=np.array(X.shape), y=y)
-    return buf.getvalue()
-
-
-def features_from_file(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Labelled features saved by :func:`features_to_bytes`; ValueError if unreadable."""
+def read_holdout_cache(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The vectorised holdout saved by :meth:`Learner.holdout`; ValueError if damaged."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            X = sp.csr_matrix((npz["data"], npz["indices"], npz["indptr"]),
-                              shape=tuple(npz["shape"]))
-            y = npz["y"]
+        with open(path, "rb") as fh:
+            X, y, _ = read_features(fh)
         X.check_format(full_check=True)
-    except (KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except (EOFError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
     if X.shape[0] != len(y):
         raise ValueError(f"{path}: {X.shape[0]} rows but {len(y)} labels")
@@ -115,7 +106,7 @@ class Learner:
         # The base never learns (self.model is its clone): no need to copy its state.
         self.store = VersionStore(models_dir, base.base_id, base.state(snapshot=False))
         self._holdout_path = holdout_path if holdout_path and holdout_path.is_file() else None
-        self._holdout_cache = self.store.folder / f"holdout-{base.base_id}.npz"
+        self._holdout_cache = self.store.folder / f"holdout-{base.base_id}.npy"
         self._holdout_lock = threading.Lock()
         self._base_accuracy: float | None = None
         self._lock = threading.RLock()
@@ -240,15 +231,15 @@ class Learner:
         Vectorising takes about a second, so it is done once per instance
         folder and saved beside the versions (prepared in the background
         after the first verdict, with ``pause`` between chunks, see
-        :meth:`SentimentModel.transform`). Each checkpoint then reads it back
-        (~15 ms) before it takes the log's write lock, rather than every
-        serving process holding its ~10 MB between checkpoints.
+        :meth:`SentimentModel.transform`). Each checkpoint then reads it back,
+        a few milliseconds, before it takes the log's write lock, rather than
+        every serving process holding its ~10 MB between checkpoints.
         """
         if self._holdout_path is None:
             return None
         with self._holdout_lock:
             try:
-                return features_from_file(self._holdout_cache)
+                return read_holdout_cache(self._holdout_cache)
             except FileNotFoundError:
                 pass
             except ValueError:
@@ -256,7 +247,9 @@ class Learner:
             texts, y = load_holdout(self._holdout_path)
             X = self.model.transform(texts, pause=pause)
             del texts
-            atomic_write(self._holdout_cache, features_to_bytes(X, y))
+            buf = io.BytesIO()
+            write_features(buf, X, y)
+            atomic_write(self._holdout_cache, buf.getvalue())
             return X, y
 
     def holdout_accuracy(self, state: ModelState | None = None,
@@ -266,10 +259,7 @@ class Learner:
         data = holdout or self.holdout()
         if data is None:
             return None
-        model = self.model
-        if state is not None:
-            model = self.model.clone()
-            model.set_state(state)
+        model = self.model if state is None else self.model.clone(state)
         return model.accuracy(*data)
 
     def base_accuracy(self, holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
@@ -387,8 +377,7 @@ class Learner:
         quarantines after it only ever cover later ids, and released verdicts
         come back with new ones (how a rollback restores a pruned state).
         """
-        model = self.base.clone()
-        model.set_state(self.store.base_state)
+        model = self.base.clone(self.store.base_state)
         for _ in _learn(model, self.feedback.accepted_after(0, upto_id)):
             pass
         return model

@@ -307,9 +307,14 @@ class SentimentModel:
         clf.t_ = state.t
         self._clf = clf
 
-    def clone(self) -> SentimentModel:
+    def clone(self, state: ModelState | None = None) -> SentimentModel:
+        """A model of the same base with its own copy of ``state`` (default: this one's)."""
         twin = SentimentModel(self.vectorizer, self._clf, self.manifest)
-        twin.set_state(self.state())
+        if state is not None:
+            twin.set_state(state)
+            return twin
+        with self._weights:  # set_state copies: one copy, of one consistent state
+            twin.set_state(self.state(snapshot=False))
         return twin
 
 

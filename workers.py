@@ -3,9 +3,10 @@
 One Python process runs Python code on one core at a time (the GIL), and
 waitress parses HTTP in Python, so a single process tops out well below what
 the machine can serve. The usual answer is pre-forking, as gunicorn does:
-the parent binds the socket and imports the heavy libraries once, then forks
-workers that each build their own app (SQLite connections, model copy,
-threads) and accept connections from the shared socket. The app already
+the parent binds the socket, imports the heavy libraries and loads the base
+model once (app.py), then forks workers that each build their own app (SQLite
+connections, live model, threads) and accept connections from the shared
+socket. The app already
 supports several processes on one instance folder: they follow one feedback
 log and converge on bit-identical models.
 
