@@ -14,16 +14,15 @@ the model stays a function of the log in id order.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from locks import HostLock
 
 # How long a connection waits for another process's write lock.
 BUSY_TIMEOUT = 30.0
@@ -137,38 +136,6 @@ def _open_wal(path: Path) -> sqlite3.Connection:
         delay = min(2 * delay, 0.1)
 
 
-class WriterLock:
-    """Lets one writer at a time into the database, waking the next one at once.
-
-    SQLite's own write lock is polled: a writer it refuses sleeps in the
-    busy handler (1, 2, 5, 10 ... 100 ms) even if the lock frees a
-    microsecond later, which under concurrent load made the slowest requests
-    100 ms slower. So writers queue here first, threads of this process on a
-    mutex and processes on an ``flock`` of ``path``, both of which hand over
-    as soon as they are released. SQLite still arbitrates against anything
-    that does not take this lock (the ``sqlite3`` shell, say).
-
-    Made after any ``fork``: an inherited descriptor would share the lock.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._threads = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        weakref.finalize(self, os.close, self._fd)
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._threads.release()
-
-
 class FeedbackLog:
     """Thread-safe access to the database: one connection per thread, WAL mode."""
 
@@ -182,7 +149,11 @@ class FeedbackLog:
         # fsync on every prediction.
         self._verdict_sync = "FULL" if durable else "NORMAL"
         self._local = threading.local()
-        self._writer = WriterLock(self.path.with_name(self.path.name + "-writer.lock"))
+        # Writers queue on this lock before SQLite's own: SQLite polls its lock,
+        # and under concurrent load its busy handler's sleeps (1, 2, 5 ... 100
+        # ms) made the slowest requests 100 ms slower. SQLite still arbitrates
+        # against anything that skips this lock (the ``sqlite3`` shell, say).
+        self._writer = HostLock(self.path.with_name(self.path.name + "-writer.lock"))
         self._connect().executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
 
     def _connect(self) -> sqlite3.Connection:

@@ -48,6 +48,9 @@ class LearnerConfig:
     guard: bool = True
     guard_margin: float = 0.01  # 1 accuracy point on the holdout
     keep_versions: int = 10  # state files kept on disk (see VersionStore.prune)
+    # While other verdicts of this process are being committed, wait up to this
+    # long for them, so that one partial_fit learns them all (see Learner.verdict).
+    group_wait: float = 0.003
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Learner:
         self._head_seen = 0  # highest verdict id already looked at (applied or not)
         self._unsaved = 0
         self._last_checkpoint = time.monotonic()
+        self._committing = 0  # verdicts of this process between request and commit
+        self._commits = threading.Condition()
         with self._lock:
             self._reload()
 
@@ -155,14 +160,15 @@ class Learner:
                 # Every row <= head_id was committed before the read above (ids are
                 # handed out in commit order), so it is applied unless not accepted.
                 self._head_seen = max(self._head_seen, head_id)
-            if self._checkpoint_due():
-                try:
-                    self._run_checkpoint(force=False, if_due=True)
-                except (OSError, sqlite3.Error):
-                    # The verdicts are committed and applied; only their snapshot
-                    # failed (disk full, say). Serve on and retry at the next one.
-                    log.exception("checkpoint failed; will retry")
-                    self._last_checkpoint = time.monotonic()
+            due = self._checkpoint_due()
+        if due:
+            try:
+                self._run_checkpoint(force=False, if_due=True)
+            except (OSError, sqlite3.Error):
+                # The verdicts are committed and applied; only their snapshot
+                # failed (disk full, say). Serve on and retry at the next one.
+                log.exception("checkpoint failed; will retry")
+                self._last_checkpoint = time.monotonic()
 
     def _checkpoint_due(self) -> bool:
         if self._unsaved == 0:
@@ -196,8 +202,25 @@ class Learner:
         return [(i, p, version) for i, p in zip(ids, predictions, strict=True)]
 
     def verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:
-        """Commit a verdict, then apply it (and anything before it) to the live model."""
-        verdict = self.feedback.add_verdict(prediction_id, correct, client)
+        """Commit a verdict, then apply it (and anything before it) to the live model.
+
+        Verdicts arriving together are learned together: when other threads are
+        committing theirs, this one waits for them (at most ``group_wait``), so
+        that whoever applies next learns the whole group in one ``partial_fit``.
+        One call costs about as much as one verdict (sklearn's checks, not the
+        arithmetic), and the result is bit for bit the same as one call each.
+        """
+        with self._commits:
+            self._committing += 1
+        try:
+            verdict = self.feedback.add_verdict(prediction_id, correct, client)
+        finally:
+            with self._commits:
+                self._committing -= 1
+                self._commits.notify_all()
+        if self.model.learns_in_batches_exactly:
+            with self._commits:
+                self._commits.wait_for(lambda: self._committing == 0, self.config.group_wait)
         self.sync()
         self._prepare_guard()
         return verdict
@@ -284,47 +307,59 @@ class Learner:
         return self._run_checkpoint(force, if_due=False)
 
     def _run_checkpoint(self, force: bool, if_due: bool) -> GuardResult | None:
-        # Read (or vectorised) before taking the log's write lock, not under it.
-        holdout = self.holdout() if self.config.guard else None
-        with self._lock:
-            with self.feedback.exclusive() as db:
-                result = self._checkpoint(db, force, if_due, holdout)
-            if result is not None and result.published is None:
-                self._reload()  # from the last good version, before anyone predicts
-        del holdout
+        """:meth:`checkpoint` under the store's lock, which one checkpoint at a time holds.
+
+        ``if_due``: a checkpoint that :meth:`sync` found due. It gives way at
+        once if another thread or process is checkpointing (that one is
+        saving the same log), so no request ever queues behind one.
+        """
+        if not self.store.lock.acquire(blocking=not if_due):
+            return None
+        try:
+            holdout = self.holdout() if self.config.guard else None
+            result = self._checkpoint(force, if_due, holdout)
+            del holdout
+        finally:
+            self.store.lock.release()
         if result is not None:
             # The holdout, scoring copies of the weights and serialising the
             # state leave garbage that glibc would otherwise keep.
             heap.release_free_memory()
         return result
 
-    def _checkpoint(self, db, force: bool, if_due: bool,
+    def _checkpoint(self, force: bool, if_due: bool,
                     holdout: tuple[sp.csr_matrix, np.ndarray] | None) -> GuardResult | None:
-        """:meth:`checkpoint` under the learner lock and the log's write lock.
+        """Snapshot the live model, score it, then publish it or quarantine what hurt it.
 
-        ``if_due``: called by :meth:`sync` because this learner counted enough
-        unsaved verdicts; recount them against the current version first.
+        Only the snapshot is taken under the learner's lock, and only a
+        quarantine under the log's write lock: scoring and writing the state
+        (~50 ms) used to hold both, so every request of every process that
+        wanted to record a prediction or a verdict waited for each checkpoint.
+        Verdicts committed meanwhile are simply not in this version; the store's
+        lock keeps other checkpoints and rollbacks (the only writers of
+        versions and of quarantines) out until it is done.
         """
-        head_id, generation = self.feedback.head()
-        if generation != self.generation:
-            self._reload()
-        # Nobody can append while we hold the write lock: take every row.
-        self._apply(self.feedback.accepted_after(self.applied_id))
-        self._head_seen = max(self._head_seen, head_id)
-        current = self._current_version()
-        if current.name != self.version.name:
-            # Another process published since (same log prefix, same model up to
-            # its last id): we are that version plus what we applied after it.
-            self.version = current
-            self._unsaved = len(self.feedback.accepted_after(current.last_feedback_id,
-                                                             self.applied_id))
-            if if_due and not self._checkpoint_due():
-                return None
-        self._last_checkpoint = time.monotonic()
-        if current.last_feedback_id >= self.applied_id and not force:
-            self._unsaved = 0
-            return None  # nothing to add to the current version
-        accuracy = self.holdout_accuracy(holdout=holdout) if holdout is not None else None
+        with self._lock:
+            head_id, generation = self.feedback.head()
+            if generation != self.generation:
+                self._reload()
+            self._apply(self.feedback.accepted_after(self.applied_id))
+            self._head_seen = max(self._head_seen, head_id)
+            current = self._current_version()
+            if current.name != self.version.name:
+                # Another process published since (same log prefix, same model up to
+                # its last id): we are that version plus what we applied after it.
+                self.version = current
+                self._unsaved = len(self.feedback.accepted_after(current.last_feedback_id,
+                                                                 self.applied_id))
+                if if_due and not self._checkpoint_due():
+                    return None
+            self._last_checkpoint = time.monotonic()
+            if current.last_feedback_id >= self.applied_id and not force:
+                self._unsaved = 0
+                return None  # nothing to add to the current version
+            state, last_id, unsaved = self.model.state(), self.applied_id, self._unsaved
+        accuracy = self.holdout_accuracy(state, holdout) if holdout is not None else None
         threshold = None
         if accuracy is not None:
             last_good = current.holdout_accuracy
@@ -335,15 +370,20 @@ class Learner:
         if threshold is not None and accuracy < threshold:
             reason = (f"guard: holdout accuracy {accuracy:.4f} < {threshold:.4f} "
                       f"(last good {current.name}, margin {self.config.guard_margin})")
-            n = self.feedback.quarantine(db, current.last_feedback_id, self.applied_id, reason)
+            with self.feedback.exclusive() as db:
+                n = self.feedback.quarantine(db, current.last_feedback_id, last_id, reason)
             log.warning("quarantined %d verdicts: %s", n, reason)
-            self.generation = -1  # rebuild from the last good version (caller)
+            with self._lock:
+                self._reload()  # from the last good version, before anyone predicts
             return GuardResult(None, n, accuracy, threshold)
-        info = self.store.write(self.model.state(), current.name,
-                                current.last_feedback_id + 1, self.applied_id, accuracy)
+        info = self.store.write(state, current.name, current.last_feedback_id + 1, last_id,
+                                accuracy)
         self.store.prune(self.config.keep_versions)
-        self.version = info
-        self._unsaved = 0
+        with self._lock:
+            # Nothing reloaded meanwhile: only a quarantine changes the generation,
+            # and quarantines need the store's lock, which this checkpoint holds.
+            self.version = info
+            self._unsaved -= unsaved
         return GuardResult(info, 0, accuracy, threshold)
 
     def rollback(self, name: str) -> int:
@@ -352,7 +392,7 @@ class Learner:
         The verdicts applied after it are quarantined with the reason, so the
         model is still the base plus the accepted log; returns how many.
         """
-        with self._lock:
+        with self.store.lock, self._lock:
             with self.feedback.exclusive() as db:
                 chain = self.store.chain()
                 if name not in chain:

@@ -122,6 +122,7 @@ class SentimentModel:
         self._clf = classifier
         self.manifest = manifest
         self._weights = threading.Lock()
+        self._rng = np.random.RandomState(0)
 
     @classmethod
     def load(cls, pkl_dir: Path = PKL_DIR) -> SentimentModel:
@@ -276,6 +277,11 @@ class SentimentModel:
         narrow.coef_ = clf.coef_[:, columns]
         narrow.intercept_ = clf.intercept_.copy()
         narrow.n_features_in_ = len(columns)
+        if not clf.shuffle:
+            # An int seed makes sklearn build a fresh RandomState twice per call;
+            # a generator is used as is. Without shuffling, the seed it draws
+            # changes nothing (bit-for-bit tests).
+            narrow.random_state = self._rng
         X_narrow = sp.csr_matrix((X.data, position.reshape(-1), X.indptr),
                                  shape=(X.shape[0], len(columns)))
         # The inputs are our own finite features and fitted parameters.

@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from locks import HostLock
 from model import ModelState, atomic_write, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class VersionStore:
         self.base_id = base_id
         self.base_state = base_state
         self.base_info = VersionInfo(BASE, None, None, 0, base_accuracy, None, base_id, "")
+        # Held by whoever publishes a version or moves CURRENT (a checkpoint, a
+        # rollback), in any process: one at a time, without blocking the log.
+        self.lock = HostLock(self.folder / "versions.lock")
 
     def _path(self, name: str, suffix: str) -> Path:
         return self.folder / f"{name}{suffix}"
@@ -175,7 +179,7 @@ class VersionStore:
         from the log (:meth:`Learner.rollback`). State files without a manifest
         (left by a crash mid-checkpoint) go too. Returns the pruned names.
 
-        Run under the log's write lock, as checkpoints are: no version is being
+        Run under :attr:`lock`, as checkpoints are: no version is being
         written meanwhile. Its cost does not grow with the history: it walks
         ``keep`` manifests and lists the few state files left.
         """

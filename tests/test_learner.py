@@ -5,13 +5,16 @@ Two apps built on one instance folder stand in for two processes.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from locks import HostLock
 from tests.fakes import make_review
 from tests.reference import reference_state
 
@@ -188,6 +191,89 @@ def test_batched_learning_is_bit_identical_to_one_verdict_at_a_time(tiny_model_d
         one_by_one.learn(text, int(label))
     batched.learn_features(batched.transform(texts), labels)
     assert not batched.state().equals(one_by_one.state())
+
+
+def in_thread(call, seconds: float = 30.0) -> dict:
+    """Run ``call`` in a thread; its result, or no "result" if it is still blocked."""
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(result=call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return out
+
+
+def test_verdicts_committed_together_are_learned_in_one_partial_fit(make_app, tiny_model_dir):
+    app = make_app(**QUIET)
+    learner = app.extensions["learner"]
+    learner.config = dataclasses.replace(learner.config, group_wait=30.0)
+    rng = random.Random(6)
+    pids = [learner.predict([make_review(rng, i % 2)])[0][0] for i in range(4)]
+    rows_per_call: list[int] = []
+    learn, add = learner.model.learn_features, learner.feedback.add_verdict
+    barrier = threading.Barrier(len(pids))
+
+    def counting(X, y) -> None:
+        rows_per_call.append(X.shape[0])
+        learn(X, y)
+
+    def add_together(*args):
+        barrier.wait(30)  # all four are committing before any has committed
+        return add(*args)
+
+    learner.model.learn_features = counting
+    learner.feedback.add_verdict = add_together
+    threads = [threading.Thread(target=learner.verdict, args=(pid, pid % 2 == 0))
+               for pid in pids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert rows_per_call == [4]
+    assert learner.applied_id == 4
+    assert_model_is_the_log(app, tiny_model_dir)
+
+
+def test_verdicts_commit_and_learn_while_a_checkpoint_scores_and_writes(
+        make_app, tiny_model_dir):
+    app = make_app(**QUIET)
+    learner = app.extensions["learner"]
+    honest(learner, 3, seed=7)
+    writing, finish = threading.Event(), threading.Event()
+    write = learner.store.write
+
+    def slow_write(*args, **kwargs):
+        writing.set()
+        assert finish.wait(60)
+        return write(*args, **kwargs)
+
+    learner.store.write = slow_write
+    checkpoint = threading.Thread(target=lambda: setattr(learner, "result", learner.checkpoint()))
+    checkpoint.start()
+    assert writing.wait(60)
+    # Before, the checkpoint held the log's write lock and the learner's lock
+    # until its state was on disk: this verdict waited for it.
+    done = in_thread(lambda: give(learner, make_review(random.Random(8), 1), 1))
+    finish.set()
+    checkpoint.join(60)
+    assert done.get("result") == 4
+    published = learner.result.published
+    assert published.last_feedback_id == 3  # the snapshot's, not the verdict's after it
+    assert learner.model_version == f"{published.name}+4"
+    assert learner.status()["unsaved_verdicts"] == 1
+    assert_model_is_the_log(app, tiny_model_dir)
+
+
+def test_a_due_checkpoint_gives_way_to_one_in_progress(make_app, tiny_model_dir):
+    app = make_app(**{**QUIET, "CHECKPOINT_EVERY": 2})
+    learner = app.extensions["learner"]
+    other = HostLock(learner.store.folder / "versions.lock")  # another process checkpointing
+    with other:
+        done = in_thread(lambda: honest(learner, 3, seed=9))
+        assert "result" in done  # answered, not queued behind the other checkpoint
+        assert learner.version.name == "base" and learner.status()["unsaved_verdicts"] == 3
+    learner.sync()  # still due, and now nobody else is checkpointing
+    assert learner.version.name == "v000001" and learner.version.last_feedback_id == 3
+    assert_model_is_the_log(app, tiny_model_dir)
 
 
 def test_background_timer_saves_waiting_verdicts(make_app):
