@@ -255,8 +255,8 @@ class Learner:
         folder and saved beside the versions (prepared in the background
         after the first verdict, with ``pause`` between chunks, see
         :meth:`SentimentModel.transform`). Each checkpoint then reads it back,
-        a few milliseconds, before it takes the log's write lock, rather than
-        every serving process holding its ~10 MB between checkpoints.
+        a few milliseconds, rather than every serving process holding its
+        ~10 MB between checkpoints.
         """
         if self._holdout_path is None:
             return None
@@ -282,8 +282,10 @@ class Learner:
         data = holdout or self.holdout()
         if data is None:
             return None
-        model = self.model if state is None else self.model.clone(state)
-        return model.accuracy(*data)
+        if state is not None:
+            return self.model.clone(state).accuracy(*data)
+        with self._lock:  # the live model learns in place, under this lock
+            return self.model.accuracy(*data)
 
     def base_accuracy(self, holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
                       ) -> float | None:
@@ -333,7 +335,7 @@ class Learner:
 
         Only the snapshot is taken under the learner's lock, and only a
         quarantine under the log's write lock: scoring and writing the state
-        (~50 ms) used to hold both, so every request of every process that
+        used to hold both, so every request of every process that
         wanted to record a prediction or a verdict waited for each checkpoint.
         Verdicts committed meanwhile are simply not in this version; the store's
         lock keeps other checkpoints and rollbacks (the only writers of
