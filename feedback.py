@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     probability REAL NOT NULL,
     model_version TEXT NOT NULL,
     client TEXT,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    features BLOB  -- the review's feature columns (vectorizer.encode_rows), or NULL
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -95,6 +96,7 @@ class Verdict:
     reason: str | None
     released_from: int | None
     created: str
+    features: bytes | None = None  # the review's stored feature columns, if any
 
 
 def now() -> str:
@@ -103,13 +105,14 @@ def now() -> str:
 
 _VERDICT_SELECT = """
     SELECT f.id, f.prediction_id, f.correct, f.label, p.review, f.status, f.reason,
-           f.released_from, f.created
+           f.released_from, f.created, p.features
     FROM feedback f JOIN predictions p ON p.id = f.prediction_id
 """
 
 
 def _verdict(row: tuple) -> Verdict:
-    return Verdict(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], row[8])
+    return Verdict(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], row[8],
+                   row[9])
 
 
 def _open_wal(path: Path) -> sqlite3.Connection:
@@ -155,6 +158,14 @@ class FeedbackLog:
         # against anything that skips this lock (the ``sqlite3`` shell, say).
         self._writer = HostLock(self.path.with_name(self.path.name + "-writer.lock"))
         self._connect().executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a log written by an earlier release up to the current schema."""
+        with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
+            if "features" not in columns:
+                db.execute("ALTER TABLE predictions ADD COLUMN features BLOB")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -193,19 +204,19 @@ class FeedbackLog:
     # -- predictions ------------------------------------------------------
     def add_predictions(
         self,
-        rows: Sequence[tuple[str, int, float]],
+        rows: Sequence[tuple[str, int, float, bytes | None]],
         model_version: str,
         client: str | None = None,
     ) -> list[int]:
-        """Store (review, label, probability) rows; returns their ids in order."""
+        """Store (review, label, probability, features) rows; returns their ids in order."""
         created = now()
         with self._transaction() as db:
             ids = []
-            for review, label, probability in rows:
+            for review, label, probability, features in rows:
                 cur = db.execute(
                     "INSERT INTO predictions (review, label, probability, model_version, client,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (review, label, probability, model_version, client, created),
+                    " created, features) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (review, label, probability, model_version, client, created, features),
                 )
                 ids.append(cur.lastrowid)
         return ids

@@ -85,12 +85,13 @@ def _learn(model: SentimentModel, verdicts: list[Verdict],
     """Teach ``model`` the verdicts in id order, yielding each group once it is learned.
 
     Groups of ``chunk`` when one ``partial_fit`` over them equals one per verdict.
+    The features come from those stored with each prediction when possible.
     """
     step = chunk if model.learns_in_batches_exactly else 1
     for start in range(0, len(verdicts), step):
         part = verdicts[start:start + step]
-        model.learn_features(model.transform([v.review for v in part]),
-                             np.array([v.label for v in part]))
+        X = model.stored_features([v.review for v in part], [v.features for v in part])
+        model.learn_features(X, np.array([v.label for v in part]))
         yield part
 
 
@@ -187,16 +188,19 @@ class Learner:
         """Predict and record each prediction; returns (prediction id, prediction, version).
 
         ``features``: the reviews already vectorised by the caller (features do
-        not depend on the model's state, only on its base).
+        not depend on the model's state, only on its base). They are stored
+        with the predictions, so that every process learns a verdict without
+        vectorising its review again.
         """
         self.sync()
         model, version = self.model, self.model_version
         if features is None:
             features = model.transform(reviews)
         predictions = model.predict_features(features)
+        stored = model.vectorizer.encode_rows(features)
         ids = self.feedback.add_predictions(
-            [(r, int(p.label == "positive"), p.probability)
-             for r, p in zip(reviews, predictions, strict=True)],
+            [(r, int(p.label == "positive"), p.probability, f)
+             for r, p, f in zip(reviews, predictions, stored, strict=True)],
             version, client,
         )
         return [(i, p, version) for i, p in zip(ids, predictions, strict=True)]

@@ -165,6 +165,17 @@ class SentimentModel:
                 time.sleep(pause)
         return sp.vstack(parts, format="csr")
 
+    def stored_features(self, texts: Sequence[str],
+                        stored: Sequence[bytes | None]) -> sp.csr_matrix:
+        """Features of ``texts`` from their stored columns (``vectorizer.encode_rows``).
+
+        Vectorises the texts instead when any row has none usable (stored by
+        an earlier release or another base, or damaged). Either way the
+        result is bit for bit the same.
+        """
+        X = self.vectorizer.decode_rows(stored)
+        return X if X is not None else self.transform(texts)
+
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_features(self.transform(texts))
 

@@ -21,9 +21,13 @@ This module knows nothing of Flask, SQLite or training.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import pickle
 import re
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +97,13 @@ class Tokenizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
+
+
+# The settings raw hashed features depend on (see ReviewVectorizer.fingerprint),
+# and the version of the stored form of a row's columns (encode_rows).
+RAW_SETTINGS = ("n_features", "ngram_range", "binary", "alternate_sign", "hasher_norm",
+                "stem", "emphasis")
+STORED_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,77 @@ class ReviewVectorizer:
             norms[norms == 0] = 1.0
             X.data /= np.repeat(norms, np.diff(X.indptr)).astype(X.dtype)
         return X
+
+    @functools.cached_property
+    def fingerprint(self) -> bytes:
+        """Identifies the raw features: equal fingerprints hash a text to the same columns.
+
+        Everything :meth:`raw_counts` depends on (hashing settings and
+        stopwords), not the per-feature weights, which :meth:`finish` applies.
+        """
+        spec = self.spec.to_json()
+        raw = {key: spec[key] for key in RAW_SETTINGS}
+        raw["stopwords"] = sorted(self.tokenizer.stopwords)
+        raw["format"] = STORED_FORMAT
+        return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).digest()[:8]
+
+    @property
+    def stores_columns_only(self) -> bool:
+        """Whether a raw row is just its columns (every value 1), so storing those is enough."""
+        spec = self.spec
+        return spec.binary and not spec.alternate_sign and spec.hasher_norm is None
+
+    def encode_rows(self, X: sp.csr_matrix) -> list[bytes | None]:
+        """Each row's columns in a compact form, for :meth:`decode_rows` (None: not storable).
+
+        The app stores them with each prediction, so that learning from its
+        verdict later, in any process, needs no second pass of the tokenizer
+        and hasher (about 0.5 ms a review). ``X`` may be raw or finished:
+        :meth:`finish` changes values, never columns or their order. A row is
+        this vectorizer's fingerprint, the width of the gaps, their CRC-32,
+        then the gaps between the sorted columns (about 1.2 KB for a review
+        of 1,300 characters).
+        """
+        if not self.stores_columns_only or not X.has_sorted_indices:
+            return [None] * X.shape[0]
+        rows: list[bytes | None] = []
+        for start, end in zip(X.indptr[:-1].tolist(), X.indptr[1:].tolist(), strict=True):
+            columns = X.indices[start:end]
+            gaps = columns.copy()  # (np.diff with prepend costs ~10 us more)
+            np.subtract(columns[1:], columns[:-1], out=gaps[1:])
+            width = 2 if end == start or gaps.max() <= 0xFFFF else 4
+            payload = gaps.astype(f"<u{width}").tobytes()
+            rows.append(self.fingerprint + struct.pack("<BI", width, zlib.crc32(payload))
+                        + payload)
+        return rows
+
+    def decode_rows(self, rows: Sequence[bytes | None]) -> sp.csr_matrix | None:
+        """The finished features of rows from :meth:`encode_rows`, or None if any is unusable.
+
+        Unusable: missing, written by a vectorizer with other settings, or
+        damaged. Bit for bit what :meth:`transform` gives for their texts (tested).
+        """
+        if not rows or not self.stores_columns_only:
+            return None
+        columns = []
+        for row in rows:
+            if row is None or len(row) < 13 or row[:8] != self.fingerprint:
+                return None
+            width, crc = struct.unpack_from("<BI", row, 8)
+            if width not in (2, 4) or (len(row) - 13) % width \
+                    or zlib.crc32(memoryview(row)[13:]) != crc:
+                return None
+            gaps = np.frombuffer(row, dtype=f"<u{width}", offset=13)
+            cols = np.cumsum(gaps, dtype=np.int64)
+            if len(cols) and (cols[-1] >= self.spec.n_features or not (gaps[1:] > 0).all()):
+                return None
+            columns.append(cols)
+        indptr = np.zeros(len(rows) + 1, dtype=np.int32)
+        np.cumsum([len(c) for c in columns], out=indptr[1:])
+        indices = np.concatenate(columns).astype(np.int32)
+        data = np.ones(len(indices), dtype=np.dtype(self.spec.dtype))
+        X = sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.spec.n_features))
+        return self.finish(X)
 
     def ngrams(self, doc: str) -> list[str]:
         """The distinct n-grams of one review, in order of first appearance."""

@@ -6,7 +6,8 @@
   first fit must) and not;
 * the app's update, :meth:`SentimentModel.learn_features`: ``partial_fit``
   on the review's own columns only, written back in place;
-* vectorising the review the verdict is about;
+* vectorising the review the verdict is about, and reading back the columns
+  stored with its prediction (what the learner does instead);
 * ``Learner.verdict`` end to end (commit, fsync, learn, checkpoints every 200),
   from 1 and from 4 threads, with how many verdicts each ``partial_fit`` learned;
 * a full garbage collection of the built app, before and after ``gc.freeze()``.
@@ -64,7 +65,9 @@ def verdict_rate(model: SentimentModel, threads: int, seconds: float) -> dict[st
             learn(X, y)
 
         learner.model.learn_features = counting
-        ids = iter(feedback.add_predictions([(REVIEW, 1, 0.9)] * 20_000, "bench"))
+        # Stored as the app stores a prediction: with the review's columns.
+        stored = model.vectorizer.encode_rows(model.transform([REVIEW]))[0]
+        ids = iter(feedback.add_predictions([(REVIEW, 1, 0.9, stored)] * 20_000, "bench"))
         lock = threading.Lock()
         deadline = time.perf_counter() + seconds
         done = [0] * threads
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     model = SentimentModel.load()
     X = model.transform([REVIEW])
     y = np.array([1])
+    stored = model.vectorizer.encode_rows(X)
     with_classes, without = copy.deepcopy(model.classifier), copy.deepcopy(model.classifier)
     learning = model.clone()
     timings = {
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "one-row partial_fit, classes omitted": lambda: without.partial_fit(X, y),
         "the app's update (review's columns, in place)": lambda: learning.learn_features(X, y),
         "vectorising the review": lambda: model.transform([REVIEW]),
+        "its stored columns read back": lambda: model.stored_features([REVIEW], stored),
     }
     for name, call in timings.items():
         print(f"{name:<46}{median_ms(call, args.repeat):6.2f} ms")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,28 @@ def test_a_writer_holds_a_lock_other_processes_wait_on(tmp_path: Path) -> None:
         fcntl.flock(other, fcntl.LOCK_UN)
     finally:
         os.close(other)
+
+
+def test_a_log_of_an_earlier_release_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.sqlite"
+    old = sqlite3.connect(path)  # predictions as stored before feature columns were kept
+    old.executescript("""
+        CREATE TABLE predictions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, review TEXT NOT NULL,
+            label INTEGER NOT NULL CHECK (label IN (0, 1)), probability REAL NOT NULL,
+            model_version TEXT NOT NULL, client TEXT, created TEXT NOT NULL);
+        INSERT INTO predictions (review, label, probability, model_version, created)
+            VALUES ('An old review, kept.', 1, 0.9, 'base+0', '2026-01-01');
+    """)
+    old.close()
+    log = FeedbackLog(path)
+    log.add_verdict(1, correct=False)
+    [new] = log.add_predictions([("A new one.", 0, 0.8, b"columns")], "base+1")
+    log.add_verdict(new, correct=True)
+    old_verdict, new_verdict = log.accepted_after(0)
+    assert (old_verdict.review, old_verdict.label, old_verdict.features) == \
+        ("An old review, kept.", 0, None)
+    assert (new_verdict.review, new_verdict.label, new_verdict.features) == \
+        ("A new one.", 0, b"columns")
+    log.close()
+    FeedbackLog(path).close()  # opening an upgraded log again changes nothing

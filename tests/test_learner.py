@@ -161,6 +161,43 @@ def test_sync_is_cheap_when_nothing_changed(make_app, monkeypatch):
     assert calls and learner.applied_id == 9
 
 
+def test_verdicts_are_learned_from_the_columns_stored_with_their_predictions(
+        make_app, tiny_model_dir, monkeypatch):
+    a, b = make_app(**QUIET), make_app(**QUIET)  # b stands for another worker
+    la, lb = a.extensions["learner"], b.extensions["learner"]
+    rng = random.Random(8)
+    predictions = [la.predict([make_review(rng, i % 2)])[0] for i in range(6)]
+
+    def no_vectorising(docs):
+        raise AssertionError("a verdict's review was vectorised again")
+
+    for learner in (la, lb):  # the learners' clones share their base's vectorizer
+        monkeypatch.setattr(learner.base.vectorizer, "raw_counts", no_vectorising)
+    for i, (pid, _, _) in enumerate(predictions):
+        la.verdict(pid, i % 3 != 0)
+    lb.sync()
+    monkeypatch.undo()
+    assert la.applied_id == lb.applied_id == 6
+    assert lb.model.state().equals(la.model.state())
+    assert_model_is_the_log(a, tiny_model_dir)  # the reference vectorises every text
+
+
+def test_verdicts_without_usable_stored_columns_are_learned_from_their_text(
+        make_app, tiny_model_dir):
+    app = make_app(**QUIET)
+    learner = app.extensions["learner"]
+    rng = random.Random(9)
+    predictions = [learner.predict([make_review(rng, i % 2)])[0] for i in range(4)]
+    with learner.feedback.exclusive() as db:  # as an earlier release stored them; damaged
+        db.execute("UPDATE predictions SET features = NULL WHERE id = ?", (predictions[0][0],))
+        db.execute("UPDATE predictions SET features = substr(features, 1, length(features) - 2)"
+                   " WHERE id = ?", (predictions[2][0],))
+    for pid, _, _ in predictions:
+        learner.verdict(pid, False)
+    assert learner.applied_id == 4
+    assert_model_is_the_log(app, tiny_model_dir)
+
+
 def test_batched_learning_is_bit_identical_to_one_verdict_at_a_time(tiny_model_dir):
     """The served settings make one partial_fit on k rows equal k single-row calls;
     an L2 penalty would not, and then the learner must not batch."""

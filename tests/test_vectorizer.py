@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import pickle
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.feature_extraction import FeatureHasher
 
+from tests.fakes import make_reviews
 from tests.tiny_aclimdb import ROOT, TrainedRun
 from vectorizer import (
+    PKL_DIR,
     ReviewVectorizer,
     Tokenizer,
     VectorizerSpec,
@@ -94,6 +98,59 @@ def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
                            alternate_sign=False)
     expected = hasher.transform([[g] for g in grams]).tocsr().indices
     np.testing.assert_array_equal(vect.feature_index(grams), expected)
+
+
+# -- feature columns stored with predictions ------------------------------------------
+
+STORED_TEXTS = [t for t, _ in make_reviews(40)] + [
+    "!!!!!!!!!!!!!!!!!!!!",  # no token at all: an empty row
+    "Great.",  # two or three columns: gaps wider than 16 bits
+    "<b>Not bad</b> at all :) " * 30,
+]
+
+
+def assert_same_csr(a, b) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(a.indptr, b.indptr)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert a.data.tobytes() == b.data.tobytes()
+
+
+def test_stored_columns_give_back_the_features_bit_for_bit() -> None:
+    vect = load_vectorizer(PKL_DIR)  # the committed model: 2**20 columns, NB scale, row norm
+    X = vect.transform(STORED_TEXTS)
+    rows = vect.encode_rows(X)
+    assert {row[8] for row in rows} == {2, 4}  # both gap widths are exercised
+    assert_same_csr(vect.decode_rows(rows), vect.transform(STORED_TEXTS))
+    assert_same_csr(vect.decode_rows(rows[-2:]), vect.transform(STORED_TEXTS[-2:]))
+
+
+def test_unusable_stored_columns_are_refused() -> None:
+    vect = load_vectorizer(PKL_DIR)
+    good = vect.encode_rows(vect.transform(STORED_TEXTS[:2]))
+    assert vect.decode_rows(good) is not None
+    other = ReviewVectorizer(vect.spec, ["movie"], vect.weights)  # other stopwords
+    assert other.fingerprint != vect.fingerprint
+    assert other.decode_rows(good) is None
+
+    def stored(gaps: list[int], width: int = 4) -> bytes:  # well formed, whatever the gaps
+        payload = np.array(gaps, f"<u{width}").tobytes()
+        return vect.fingerprint + struct.pack("<BI", width, zlib.crc32(payload)) + payload
+
+    assert vect.decode_rows([stored([3, 5, 7])]) is not None
+    row = good[0]
+    flipped = row[:-1] + bytes([row[-1] ^ 1])
+    for damaged in (None, row[:-2], flipped, row[:8] + b"\x03" + row[9:],
+                    stored([3, 0, 7]),  # a column twice
+                    stored([vect.spec.n_features])):  # beyond the last column
+        assert vect.decode_rows([good[1], damaged]) is None
+
+
+def test_only_binary_columns_are_stored() -> None:
+    vect = ReviewVectorizer(VectorizerSpec(n_features=2**12))  # the book's: counts, signs, l2
+    X = vect.transform(STORED_TEXTS[:3])
+    assert vect.encode_rows(X) == [None, None, None]
+    assert vect.decode_rows([None]) is None
 
 
 # -- a saved model, reloaded in a fresh process -----------------------------------
