@@ -355,3 +355,21 @@ def test_the_holdout_is_vectorised_once_per_folder_and_rebuilt_if_damaged(make_a
     assert (X3 != X).nnz == 0 and np.array_equal(y3, y)
     X4, _ = make_app().extensions["learner"].holdout()
     assert (X4 != X).nnz == 0
+
+
+def test_health_hashes_each_model_once_and_reports_the_live_one(make_app, monkeypatch):
+    from model import ModelState
+
+    app = make_app(**QUIET)
+    learner = app.extensions["learner"]
+    hashed = []
+    real = ModelState.digest
+    monkeypatch.setattr(ModelState, "digest", lambda self: hashed.append(1) or real(self))
+    first = learner.status()
+    assert learner.status() == first and len(hashed) == 1  # polling an idle app
+    honest(learner, 1, seed=12)
+    after = learner.status()
+    assert len(hashed) == 2
+    assert after["model_digest"] == real(learner.model.state()) != first["model_digest"]
+    learner.rollback("base")  # back to the first model: a new generation, hashed again
+    assert learner.status()["model_digest"] == first["model_digest"] and len(hashed) == 3
