@@ -227,7 +227,7 @@ class ReviewVectorizer:
         and hasher (about 0.5 ms a review). ``X`` may be raw or finished:
         :meth:`finish` changes values, never columns or their order. A row is
         this vectorizer's fingerprint, the width of the gaps, their CRC-32,
-        then the gaps between the sorted columns (about 1.1 KB for a review
+        then the gaps between the sorted columns (about 1 KB for a review
         of 1,300 characters).
         """
         if not self.stores_columns_only or not X.has_sorted_indices:

@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name, call in timings.items():
         print(f"{name:<46}{median_ms(call, args.repeat):6.2f} ms")
+    print(f"the review's stored columns: {len(stored[0]):,} bytes "
+          f"(the review: {len(REVIEW):,} characters)")
 
     for threads in (1, 4):
         r = verdict_rate(model, threads, args.seconds)
