@@ -96,7 +96,7 @@ class Verdict:
     reason: str | None
     released_from: int | None
     created: str
-    features: bytes | None = None  # the review's stored feature columns, if any
+    features: bytes | None  # the review's stored feature columns (None: not stored)
 
 
 def now() -> str:
@@ -111,8 +111,7 @@ _VERDICT_SELECT = """
 
 
 def _verdict(row: tuple) -> Verdict:
-    return Verdict(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], row[8],
-                   row[9])
+    return Verdict(row[0], row[1], bool(row[2]), *row[3:])
 
 
 def _open_wal(path: Path) -> sqlite3.Connection:

@@ -50,8 +50,12 @@ def median_ms(call: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
-def verdict_rate(model: SentimentModel, threads: int, seconds: float) -> dict[str, object]:
-    """Verdicts/s through a Learner on a fresh log, and the rows each partial_fit learned."""
+def verdict_rate(model: SentimentModel, stored: bytes | None, threads: int,
+                 seconds: float) -> dict[str, object]:
+    """Verdicts/s through a Learner on a fresh log, and the rows each partial_fit learned.
+
+    ``stored``: the review's columns, stored with each prediction as the app does.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         feedback = FeedbackLog(folder / "reviews.sqlite")
@@ -66,8 +70,6 @@ def verdict_rate(model: SentimentModel, threads: int, seconds: float) -> dict[st
             learn(X, y)
 
         learner.model.learn_features = counting
-        # Stored as the app stores a prediction: with the review's columns.
-        stored = model.vectorizer.encode_rows(model.transform([REVIEW]))[0]
         ids = iter(feedback.add_predictions([(REVIEW, 1, 0.9, stored)] * 20_000, "bench"))
         lock = threading.Lock()
         deadline = time.perf_counter() + seconds
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(the review: {len(REVIEW):,} characters)")
 
     for threads in (1, 4):
-        r = verdict_rate(model, threads, args.seconds)
+        r = verdict_rate(model, stored[0], threads, args.seconds)
         print(f"Learner.verdict, {threads} thread{'s' if threads > 1 else ' '}: "
               f"{r['verdicts_per_s']:5.0f}/s; {r['partial_fit_calls']} partial_fit calls, "
               f"{r['single_row_calls']} of one row, {r['rows_per_call']:.2f} rows per call")
