@@ -1,0 +1,41 @@
+"""``python -m bench.serving``: a short run end to end, with figures that add up.
+
+The README's serving table comes from this script, so it must keep running
+against the app as it is, and what it prints must be physically possible.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import serving
+
+
+def test_cpu_bound_is_cores_over_cpu_per_request() -> None:
+    row = {"server_cpu_ms": 1.5, "client_cpu_ms": 0.5}
+    assert serving.cpu_bound_per_s(row, cores=2) == pytest.approx(1000.0)
+    assert serving.cpu_bound_per_s(row, cores=1) == pytest.approx(500.0)
+
+
+def test_short_run_measures_the_app_and_the_load_generator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "serving.json"
+    status = serving.main(["--seconds", "1", "--figures", "predict", "verdict",
+                           "--workers", "1", "--startup-verdicts", "0",
+                           "--json", str(report)])
+    assert status == 0
+    [run] = json.loads(report.read_text())
+    rows = {row["name"]: row for row in run["load"]}
+    assert set(rows) == {"POST /api/predict", "POST /api/feedback (verdict)"}
+    for row in rows.values():
+        assert row["requests"] > 0 and row["errors"] == 0
+        assert row["server_cpu_ms"] > 0 and row["client_cpu_ms"] > 0
+        # Both CPU times are taken over a window a little wider than the
+        # load itself, so the bound may come out slightly low, never far.
+        assert row["per_s"] <= 1.2 * serving.cpu_bound_per_s(row)
+    printed = capsys.readouterr().out
+    assert "gen ms" in printed and "cores serve at most" in printed
