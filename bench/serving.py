@@ -407,7 +407,7 @@ def print_table(results: dict) -> None:
         print(
             f"{r['name']:<30}{r['requests']:>8}{r['errors']:>5}{r['per_s']:>9.0f}"
             f"{r['p50_ms']:>8.2f}{r['p95_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['server_cpu_ms']:>8.2f}"
-            f"{r.get('client_cpu_ms', float('nan')):>8.2f}"
+            f"{r['client_cpu_ms']:>8.2f}"
         )
     print("(cpu ms: CPU time of the app's processes per request; gen ms: the load "
           "generator's, on the same cores)")
