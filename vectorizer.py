@@ -106,6 +106,11 @@ class Tokenizer:
 RAW_SETTINGS = ("n_features", "ngram_range", "binary", "alternate_sign", "hasher_norm",
                 "stem", "emphasis")
 STORED_FORMAT = 1
+# A stored row: the fingerprint, then this header (gap width in bytes, CRC-32 of
+# the gaps), then the gaps.
+FINGERPRINT_BYTES = 8
+STORED_HEADER = struct.Struct("<BI")
+GAPS_OFFSET = FINGERPRINT_BYTES + STORED_HEADER.size
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,7 @@ class ReviewVectorizer:
         raw = {key: spec[key] for key in RAW_SETTINGS}
         raw["stopwords"] = sorted(self.tokenizer.stopwords)
         raw["format"] = STORED_FORMAT
-        return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).digest()[:8]
+        return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).digest()[:FINGERPRINT_BYTES]
 
     @property
     def stores_columns_only(self) -> bool:
@@ -239,7 +244,7 @@ class ReviewVectorizer:
             np.subtract(columns[1:], columns[:-1], out=gaps[1:])
             width = 2 if end == start or gaps.max() <= 0xFFFF else 4
             payload = gaps.astype(f"<u{width}").tobytes()
-            rows.append(self.fingerprint + struct.pack("<BI", width, zlib.crc32(payload))
+            rows.append(self.fingerprint + STORED_HEADER.pack(width, zlib.crc32(payload))
                         + payload)
         return rows
 
@@ -253,13 +258,13 @@ class ReviewVectorizer:
             return None
         columns = []
         for row in rows:
-            if row is None or len(row) < 13 or row[:8] != self.fingerprint:
+            if row is None or len(row) < GAPS_OFFSET or row[:FINGERPRINT_BYTES] != self.fingerprint:
                 return None
-            width, crc = struct.unpack_from("<BI", row, 8)
-            if width not in (2, 4) or (len(row) - 13) % width \
-                    or zlib.crc32(memoryview(row)[13:]) != crc:
+            width, crc = STORED_HEADER.unpack_from(row, FINGERPRINT_BYTES)
+            if width not in (2, 4) or (len(row) - GAPS_OFFSET) % width \
+                    or zlib.crc32(memoryview(row)[GAPS_OFFSET:]) != crc:
                 return None
-            gaps = np.frombuffer(row, dtype=f"<u{width}", offset=13)
+            gaps = np.frombuffer(row, dtype=f"<u{width}", offset=GAPS_OFFSET)
             cols = np.cumsum(gaps, dtype=np.int64)
             if len(cols) and (cols[-1] >= self.spec.n_features or not (gaps[1:] > 0).all()):
                 return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import struct
 import subprocess
 import sys
 import zlib
@@ -16,7 +15,9 @@ from sklearn.feature_extraction import FeatureHasher
 from tests.fakes import make_reviews
 from tests.tiny_aclimdb import ROOT, TrainedRun
 from vectorizer import (
+    FINGERPRINT_BYTES,
     PKL_DIR,
+    STORED_HEADER,
     ReviewVectorizer,
     Tokenizer,
     VectorizerSpec,
@@ -120,7 +121,7 @@ def test_stored_columns_give_back_the_features_bit_for_bit() -> None:
     vect = load_vectorizer(PKL_DIR)  # the committed model: 2**20 columns, NB scale, row norm
     X = vect.transform(STORED_TEXTS)
     rows = vect.encode_rows(X)
-    assert {row[8] for row in rows} == {2, 4}  # both gap widths are exercised
+    assert {row[FINGERPRINT_BYTES] for row in rows} == {2, 4}  # both gap widths are exercised
     assert_same_csr(vect.decode_rows(rows), vect.transform(STORED_TEXTS))
     assert_same_csr(vect.decode_rows(rows[-2:]), vect.transform(STORED_TEXTS[-2:]))
 
@@ -135,12 +136,13 @@ def test_unusable_stored_columns_are_refused() -> None:
 
     def stored(gaps: list[int], width: int = 4) -> bytes:  # well formed, whatever the gaps
         payload = np.array(gaps, f"<u{width}").tobytes()
-        return vect.fingerprint + struct.pack("<BI", width, zlib.crc32(payload)) + payload
+        return vect.fingerprint + STORED_HEADER.pack(width, zlib.crc32(payload)) + payload
 
     assert vect.decode_rows([stored([3, 5, 7])]) is not None
     row = good[0]
     flipped = row[:-1] + bytes([row[-1] ^ 1])
-    for damaged in (None, row[:-2], flipped, row[:8] + b"\x03" + row[9:],
+    bad_width = row[:FINGERPRINT_BYTES] + b"\x03" + row[FINGERPRINT_BYTES + 1:]
+    for damaged in (None, row[:-2], flipped, bad_width,
                     stored([3, 0, 7]),  # a column twice
                     stored([vect.spec.n_features])):  # beyond the last column
         assert vect.decode_rows([good[1], damaged]) is None
