@@ -69,12 +69,17 @@ def browser_page(chromium) -> Iterator:
     page = context.new_page()
     page.set_default_timeout(15_000)
     errors: list[str] = []
+    broken: list[str] = []  # stylesheets, icons ... that did not load
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: broken.append(f"{request.url}: failed"))
+    page.on("response", lambda response: response.request.resource_type != "document"
+            and response.status >= 400 and broken.append(f"{response.url}: {response.status}"))
     try:
         yield page
     finally:
         context.close()
     assert errors == [], f"JavaScript errors in the page: {errors}"
+    assert broken == [], f"resources of the page that did not load: {broken}"
 
 
 def test_review_result_and_incorrect_verdict(live_app: tuple[Flask, str], browser_page) -> None:
@@ -85,6 +90,11 @@ def test_review_result_and_incorrect_verdict(live_app: tuple[Flask, str], browse
     page.goto(base + "/")
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "Is this review positive or negative?")
+    # The header's icon is an image, not an emoji that machines without an emoji font
+    # draw as an empty box; the same file is the tab's icon.
+    assert page.evaluate("document.querySelector('header .brand img').naturalWidth") > 0
+    assert page.evaluate("document.querySelector('link[rel=icon]').href") == \
+        base + "/static/icon.svg"
     page.get_by_label("Your movie review").fill(POSITIVE_REVIEW)
     with page.expect_response(lambda r: r.url == base + "/results") as posted:
         page.get_by_role("button", name="Analyse").click()
