@@ -206,7 +206,9 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
         if not form.validate_on_submit():
             return render_template("index.html", form=form), 400
         review = form.review.data
-        X = learner.model.transform([review])  # once, for the prediction and its explanation
+        # Split and hashed once, for the prediction and its explanation.
+        analysed = learner.model.vectorizer.analyse(review)
+        X = learner.model.vectorizer.transform_analysed([analysed])
         prediction_id, prediction, version = learner.predict([review], client_id(), X)[0]
         return render_template(
             "results.html",
@@ -214,7 +216,7 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
             prediction=prediction,
             prediction_id=prediction_id,
             model_version=version,
-            explanation=learner.model.explain(review, X=X),
+            explanation=learner.model.explain(review, X=X, analysed=analysed),
             form=FeedbackForm(prediction_id=str(prediction_id)),
         )
 

@@ -198,29 +198,35 @@ class SentimentModel:
         """
         return float(np.mean(self._clf.predict(X) == y))
 
-    def explain(self, text: str, k: int = 6, X: sp.csr_matrix | None = None
-                ) -> list[tuple[str, float]]:
+    def explain(self, text: str, k: int = 6, X: sp.csr_matrix | None = None,
+                analysed: list[str] | None = None) -> list[tuple[str, float]]:
         """The n-grams that pushed this review's score most, with their push.
 
         Positive numbers push towards "positive". N-grams that share a hash
-        bucket share its weight; each bucket is reported once. ``X``: the
-        review's features if the caller already has them (the results page).
+        bucket share its weight; each bucket is reported once. ``X`` and
+        ``analysed``: the review's features and ``vectorizer.analyse(text)``,
+        if the caller already has them (the results page).
         """
+        if analysed is None:
+            analysed = self.vectorizer.analyse(text)
         if X is None:
-            X = self.transform([text])
+            X = self.vectorizer.transform_analysed([analysed])
         with self._weights:
             weights = self._clf.coef_[0, X.indices]
-        contribution = dict(zip(X.indices.tolist(), (X.data * weights).tolist(), strict=True))
-        grams = self.vectorizer.ngrams(text)
-        pushes: dict[int, tuple[str, float]] = {}
-        for gram, index in zip(grams, self.vectorizer.feature_index(grams).tolist(), strict=True):
-            if index not in pushes and index in contribution:
-                pushes[index] = (gram, contribution[index])
-        ranked = sorted(pushes.values(), key=lambda item: abs(item[1]), reverse=True)
+        contribution = X.data * weights  # per column of X (sorted)
+        grams = list(dict.fromkeys(analysed))
+        # Each column is told by the first n-gram hashed into it.
+        columns, first = np.unique(self.vectorizer.feature_index(grams), return_index=True)
+        at = np.searchsorted(X.indices, columns).clip(max=len(X.indices) - 1)
+        shown = X.indices[at] == columns if len(X.indices) else np.zeros(len(columns), bool)
+        first, pushes = first[shown], contribution[at[shown]]
+        # Strongest first; equal pushes in the order their n-grams appear.
+        ranked = np.lexsort((first, -np.abs(pushes)))
         # "waste", "waste of" and "waste of time" tell the same story: keep the
         # strongest of n-grams that contain one another.
         chosen: list[tuple[str, float]] = []
-        for gram, push in ranked:
+        for position, push in zip(first[ranked].tolist(), pushes[ranked].tolist(), strict=True):
+            gram = grams[position]
             if push == 0.0 or any(_overlaps(gram, other) for other, _ in chosen):
                 continue
             chosen.append((gram, push))

@@ -146,6 +146,11 @@ class VectorizerSpec:
         return cls(**data)
 
 
+def _already_analysed(grams: list[str]) -> list[str]:
+    """The analyzer of a hasher fed n-grams instead of text (a function, so it pickles)."""
+    return grams
+
+
 class ReviewVectorizer:
     """Review texts -> the classifier's feature rows (CSR, float32 or float64).
 
@@ -179,13 +184,37 @@ class ReviewVectorizer:
             norm=spec.hasher_norm,
             dtype=np.dtype(spec.dtype),
         )
+        self._analyse = self.hasher.build_analyzer()
+        # The same hashing for reviews already split by analyse(): the results
+        # page needs a review's n-grams as well as its features, and splitting
+        # is half the cost of vectorising.
+        self._gram_hasher = HashingVectorizer(
+            analyzer=_already_analysed,
+            n_features=spec.n_features,
+            binary=spec.binary,
+            alternate_sign=spec.alternate_sign,
+            norm=spec.hasher_norm,
+            dtype=np.dtype(spec.dtype),
+        )
 
-    def raw_counts(self, docs: Sequence[str]) -> sp.csr_matrix:
+    def analyse(self, doc: str) -> list[str]:
+        """The review's n-grams in order, repeats included: exactly what gets hashed."""
+        return self._analyse(doc)
+
+    def raw_counts(self, docs: Iterable[str]) -> sp.csr_matrix:
         """The hashed n-gram features before any weighting (for NB counts)."""
-        return sp.csr_matrix(self.hasher.transform(docs))
+        return self.raw_counts_of(self.analyse(doc) for doc in docs)
 
-    def transform(self, docs: Sequence[str]) -> sp.csr_matrix:
+    def raw_counts_of(self, analysed: Iterable[list[str]]) -> sp.csr_matrix:
+        """:meth:`raw_counts` of reviews already split by :meth:`analyse`."""
+        return sp.csr_matrix(self._gram_hasher.transform(analysed))
+
+    def transform(self, docs: Iterable[str]) -> sp.csr_matrix:
         return self.finish(self.raw_counts(docs))
+
+    def transform_analysed(self, analysed: Iterable[list[str]]) -> sp.csr_matrix:
+        """:meth:`transform` of reviews already split by :meth:`analyse`."""
+        return self.finish(self.raw_counts_of(analysed))
 
     def finish(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Raw hashed features -> final features: per-feature weights, then row l2 norm.
@@ -278,8 +307,7 @@ class ReviewVectorizer:
 
     def ngrams(self, doc: str) -> list[str]:
         """The distinct n-grams of one review, in order of first appearance."""
-        analyzer = self.hasher.build_analyzer()
-        return list(dict.fromkeys(analyzer(doc)))
+        return list(dict.fromkeys(self.analyse(doc)))
 
     def feature_index(self, grams: Sequence[str]) -> np.ndarray:
         """Hash bucket of each n-gram, exactly as the hasher places it.

@@ -57,7 +57,12 @@ def test_transform_in_chunks_equals_one_pass(tiny_model_dir: Path) -> None:
 def test_explanation_from_given_features_equals_its_own(tiny_model_dir: Path) -> None:
     model = SentimentModel.load(tiny_model_dir)
     text = "A wonderful, moving film; the ending was not bad at all :)"
-    assert model.explain(text, X=model.transform([text])) == model.explain(text)
+    expected = model.explain(text)
+    assert model.explain(text, X=model.transform([text])) == expected
+    analysed = model.vectorizer.analyse(text)
+    assert model.explain(text, X=model.vectorizer.transform_analysed([analysed]),
+                         analysed=analysed) == expected
+    assert expected and all(g in model.vectorizer.ngrams(text) for g, _ in expected)
 
 
 def test_learning_equals_partial_fit_on_the_whole_classifier(tiny_model_dir: Path) -> None:

@@ -89,6 +89,31 @@ def test_transform_is_raw_counts_then_finish() -> None:
     np.testing.assert_array_equal(X.toarray(), vect.finish(vect.raw_counts(docs)).toarray())
 
 
+@pytest.mark.parametrize("spec", [
+    VectorizerSpec(),  # the book preset's: signed counts, l2 norm by the hasher
+    VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True, alternate_sign=False,
+                   hasher_norm=None, dtype="float32"),  # the default's
+], ids=["book", "default"])
+def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: VectorizerSpec) -> None:
+    """raw_counts splits each review with analyse() and hashes the n-grams; it must be
+    bit for bit what a HashingVectorizer with our tokenizer gives for the text."""
+    vect = ReviewVectorizer(spec, ["the", "a"])
+    docs = [t for t, _ in make_reviews(60)] + [
+        "", "!!!!", "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't",
+        "good good good good, the the the end :-)",
+    ]
+    X = vect.raw_counts(docs)
+    expected = vect.hasher.transform(docs)
+    assert X.dtype == expected.dtype
+    for part in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(X, part), getattr(expected, part))
+    analysed = [vect.analyse(doc) for doc in docs]
+    assert (vect.transform_analysed(analysed) != vect.transform(docs)).nnz == 0
+    trigrams = ["good good good", "good good end", "good end :)"]
+    assert vect.ngrams(docs[-1]) == ["good", "end", ":)"] + (
+        ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
+
+
 def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
     spec = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True,
                           alternate_sign=False, hasher_norm=None)
