@@ -203,6 +203,8 @@ class ReviewVectorizer:
 
     def raw_counts(self, docs: Iterable[str]) -> sp.csr_matrix:
         """The hashed n-gram features before any weighting (for NB counts)."""
+        if isinstance(docs, str):  # would be read as one review per character
+            raise TypeError("expected a list of reviews, got one string: wrap it in a list")
         return self.raw_counts_of(self.analyse(doc) for doc in docs)
 
     def raw_counts_of(self, analysed: Iterable[list[str]]) -> sp.csr_matrix:

@@ -109,6 +109,8 @@ def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: Vector
         np.testing.assert_array_equal(getattr(X, part), getattr(expected, part))
     analysed = [vect.analyse(doc) for doc in docs]
     assert (vect.transform_analysed(analysed) != vect.transform(docs)).nnz == 0
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        vect.transform(docs[0])  # sklearn refuses a bare string too
     trigrams = ["good good good", "good good end", "good end :)"]
     assert vect.ngrams(docs[-1]) == ["good", "end", ":)"] + (
         ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
