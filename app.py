@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flask import (
     Config,
     Flask,
@@ -41,7 +42,7 @@ from werkzeug.exceptions import HTTPException
 import heap
 from cli import register_cli
 from feedback import FeedbackError, FeedbackLog, UnknownPrediction
-from forms import MAX_REVIEW, MIN_REVIEW, FeedbackForm, ReviewForm
+from forms import MAX_REVIEW, MIN_REVIEW, WORDLESS, FeedbackForm, ReviewForm
 from learner import Learner, LearnerConfig
 from model import SentimentModel
 from vectorizer import PKL_DIR
@@ -208,6 +209,9 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
         review = form.review.data
         # Split and hashed once, for the prediction and its explanation.
         analysed = learner.model.vectorizer.analyse(review)
+        if not analysed:
+            form.review.errors.append(f"Your review {WORDLESS}")
+            return render_template("index.html", form=form), 400
         X = learner.model.vectorizer.transform_analysed([analysed])
         prediction_id, prediction, version = learner.predict([review], client_id(), X)[0]
         return render_template(
@@ -302,10 +306,15 @@ def register_api(app: Flask, learner: Learner, predictions: Callable,
             if len(items) > MAX_BATCH:
                 raise ApiError(f'"reviews" holds {len(items):,} reviews; at most {MAX_BATCH:,}')
             reviews = [check_review(r, f"reviews[{i}]") for i, r in enumerate(items)]
+        X = learner.model.transform(reviews)
+        wordless = np.flatnonzero(np.diff(X.indptr) == 0)
+        if len(wordless):
+            where = "review" if "review" in data else f"reviews[{wordless[0]}]"
+            raise ApiError(f"{where} {WORDLESS}")
         results = [
             {"label": p.label, "probability": round(p.probability, 6),
              "prediction_id": pid, "model_version": version}
-            for pid, p, version in learner.predict(reviews, client_id())
+            for pid, p, version in learner.predict(reviews, client_id(), X)
         ]
         return jsonify(results[0] if "review" in data else {"results": results})
 

@@ -8,6 +8,10 @@ from wtforms.validators import InputRequired, Length, Regexp
 
 MIN_REVIEW = 15
 MAX_REVIEW = 20_000
+# A review with no word the model reads (only punctuation, symbols or markup)
+# would get the model's bias as its prediction, and a verdict on it would
+# teach nothing but that bias: refused, like a too-short one.
+WORDLESS = "has no words the model can read: please write a few words about the movie."
 
 
 def strip(value: str | None) -> str | None:

@@ -290,6 +290,10 @@ class SentimentModel:
         clf = self._clf
         X = sp.csr_matrix(X)
         columns, position = np.unique(X.indices, return_inverse=True)
+        if not len(columns):
+            # Only reviews with no features ("!!!"): sklearn needs a column to
+            # exist. Any one will do, since a column no row has is never changed.
+            columns = np.zeros(1, dtype=X.indices.dtype)
         narrow = copy.copy(clf)
         narrow.coef_ = clf.coef_[:, columns]
         narrow.intercept_ = clf.intercept_.copy()

@@ -108,6 +108,11 @@ BAD_PREDICT: dict[str, tuple[str | bytes, str]] = {
     "long review": (json.dumps({"review": LONG}), "(got 20,001)"),
     "lone surrogate": ('{"review": "a wonderful brilliant film \\ud800"}',  # was a 500
                        "review is not valid Unicode text"),
+    "no words": ('{"review": "!!!!!!!!!!!!!!!!!!!!"}',  # its verdict was a 500 (test_learner)
+                 "review has no words the model can read"),
+    "only markup": ('{"review": "<b></b><i></i><p></p><br>"}', "review has no words"),
+    "reviews item without words": (json.dumps({"reviews": [POSITIVE_REVIEW, "?? ... !! -- ::"]}),
+                                   "reviews[1] has no words the model can read"),
     "reviews not a list": (json.dumps({"reviews": POSITIVE_REVIEW}), "non-empty list"),
     "reviews empty": ('{"reviews": []}', "non-empty list"),
     "reviews item not a string": (json.dumps({"reviews": [POSITIVE_REVIEW, 7]}),

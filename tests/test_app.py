@@ -162,6 +162,16 @@ def test_too_short_review_is_rejected_on_the_form(app: Flask, client, review: st
     assert counts(app) == (0, 0)
 
 
+def test_review_without_words_is_rejected_on_the_form(app: Flask, client) -> None:
+    response = analyse(client, "?!?!?!?!?!?!?!?!?!?! <br /> 🎬🎬🎬")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    form_html = html[html.index("<form"):html.index("</form>")]
+    assert "Your review has no words the model can read" in form_html
+    assert 'aria-invalid="true"' in form_html
+    assert counts(app) == (0, 0)
+
+
 def test_missing_review_field_is_rejected(app: Flask, client) -> None:
     response = client.post("/results", data={})
     assert response.status_code == 400

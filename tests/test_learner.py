@@ -130,6 +130,27 @@ def test_two_processes_follow_one_log(make_app, tiny_model_dir):
     assert_model_is_the_log(b, tiny_model_dir)
 
 
+def test_a_verdict_on_a_review_without_words_is_learned_and_replayed(make_app, tiny_model_dir):
+    """The app refuses such reviews now, but a log may hold one from before: learning it
+    failed in sklearn (no column) and took every request and every restart down with it."""
+    app = make_app(**QUIET)
+    learner = app.extensions["learner"]
+    honest(learner, 2, seed=5)
+    before = learner.model.state()
+    give(learner, "!!!!!!!!!!!!!!!!!!!!", 0)  # alone: no column at all
+    after = learner.model.state()
+    assert after.coef.tobytes() == before.coef.tobytes()
+    assert after.intercept.tobytes() != before.intercept.tobytes()  # as sklearn's own call
+    pid, _, _ = learner.predict(["?? ... !!"])[0]
+    honest(learner, 1, seed=6)
+    learner.verdict(pid, True)  # with others in one partial_fit
+    assert learner.applied_id == 5
+    assert learner.predict(["A wonderful film."])[0][1].label in ("positive", "negative")
+    again = make_app(**QUIET)  # a restart replays them
+    assert again.extensions["learner"].model.state().equals(learner.model.state())
+    assert_model_is_the_log(again, tiny_model_dir)
+
+
 def test_rollback_only_to_an_ancestor(make_app, tiny_model_dir):
     app = make_app(**{**QUIET, "CHECKPOINT_EVERY": 3})
     learner = app.extensions["learner"]
