@@ -200,9 +200,16 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
     def index():
         return render_template("index.html", form=ReviewForm())
 
+    def typed_text_only() -> None:
+        """The forms take typed text; a field sent as a file would reach the validators
+        as a file object (multipart parts with a file name are files, not text)."""
+        if request.files:
+            abort(400, "This form takes typed text, not uploaded files.")
+
     @app.post("/results")
     @predictions
     def results():
+        typed_text_only()
         form = ReviewForm()
         if not form.validate_on_submit():
             return render_template("index.html", form=form), 400
@@ -227,6 +234,7 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
     @app.post("/thanks")
     @verdicts
     def thanks():
+        typed_text_only()
         form = FeedbackForm()
         verdict = form.verdict() if form.validate_on_submit() else None
         if verdict is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html as htmllib
+import io
 import re
 import sqlite3
 from collections.abc import Callable
@@ -172,6 +173,14 @@ def test_review_without_words_is_rejected_on_the_form(app: Flask, client) -> Non
     assert counts(app) == (0, 0)
 
 
+def test_review_sent_as_a_file_is_rejected(csrf_app: Flask, csrf_client) -> None:
+    token = csrf_token(csrf_client.get("/").get_data(as_text=True))
+    upload = (io.BytesIO(POSITIVE_REVIEW.encode()), "review.txt")
+    response = csrf_client.post("/results", data={"csrf_token": token, "review": upload})
+    assert_readable_error(response, 400, "This form takes typed text, not uploaded files.")
+    assert counts(csrf_app) == (0, 0)
+
+
 def test_missing_review_field_is_rejected(app: Flask, client) -> None:
     response = client.post("/results", data={})
     assert response.status_code == 400
@@ -312,6 +321,8 @@ TAMPERED: dict[str, tuple[Callable[[dict], dict], int, str]] = {
     "no button": (lambda d: {k: v for k, v in d.items() if k != "incorrect"}, 400,
                   "tampered with"),
     "both buttons": (lambda d: {**d, "correct": "Correct"}, 400, "tampered with"),
+    "id sent as a file": (lambda d: {**d, "prediction_id": (io.BytesIO(b"1"), "id.txt")}, 400,
+                          "typed text, not uploaded files"),  # was a 500
     "missing csrf": (lambda d: {k: v for k, v in d.items() if k != "csrf_token"}, 400,
                      "CSRF check failed"),
     "invalid csrf": (lambda d: {**d, "csrf_token": "forged" + d["csrf_token"][6:]}, 400,
