@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import secrets
 import signal
 import sys
@@ -263,8 +264,36 @@ JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
+# A JSON string (escapes included), or a character that opens a value in a list or object.
+JSON_STRING_OR_SEPARATOR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{,]')
+# A valid request holds one object and at most one list of MAX_BATCH reviews.
+MAX_SEPARATORS = MAX_BATCH + 16
+# Smaller bodies parse into a few MB at most, whatever they hold: not counted.
+COUNT_VALUES_ABOVE = 64 * 1024
+
+
+def too_many_values(raw: bytes) -> bool:
+    """Whether ``raw`` holds more JSON values than any valid request.
+
+    Counted before parsing: parsed, 32 MB of ``{},`` are 11 million dicts and
+    1 GB of memory, only to be refused for holding too many reviews. Commas and
+    opening brackets outside strings bound the number of values; the count
+    stops at the limit, so that a body of millions costs no more than a valid one.
+    """
+    separators = 0
+    for match in JSON_STRING_OR_SEPARATOR.finditer(raw):
+        if match.end() - match.start() == 1:
+            separators += 1
+            if separators > MAX_SEPARATORS:
+                return True
+    return False
+
+
 def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    if len(raw) > COUNT_VALUES_ABOVE and too_many_values(raw):
+        raise ApiError(f"the request body holds too many JSON values for a request "
+                       f"(at most {MAX_BATCH:,} reviews)")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting

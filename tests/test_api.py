@@ -79,10 +79,26 @@ def test_predict_batch_keeps_order(app: Flask, client) -> None:
 
 
 def test_predict_batch_of_the_maximum_size(app: Flask, client) -> None:
-    response = client.post("/api/predict", json={"reviews": [POSITIVE_REVIEW] * 1000})
+    # Commas, brackets and quotes inside the reviews are text, not JSON values.
+    review = POSITIVE_REVIEW + ' Ten out of ten, "really" [sic] {sic}, \\", ' * 3
+    response = client.post("/api/predict", json={"reviews": [review] * 1000})
     assert response.status_code == 200
     assert len(response.get_json()["results"]) == 1000
     assert counts(app) == (1000, 0)
+
+
+@pytest.mark.parametrize("value", ["{}", "[]", '""', "0"])
+def test_a_body_of_millions_of_values_is_refused_before_parsing(app: Flask, client,
+                                                                value: str) -> None:
+    """Parsed, 32 MB of '{},' are 11 million dicts and 1 GB of memory."""
+    body = '{"reviews": [' + ",".join([value] * 2_000_000) + "]}"
+    response = client.post("/api/predict", data=body, content_type="application/json")
+    assert_error(response, 400, "too many JSON values for a request (at most 1,000 reviews)")
+    assert counts(app) == (0, 0)
+    small = '{"reviews": [' + ",".join([value] * 1_001) + "]}"  # counted by the parser
+    response = client.post("/api/predict", data=small, content_type="application/json")
+    assert response.status_code == 400
+    assert "too many JSON values" not in response.get_json()["error"]
 
 
 LONG = "wonderful " * 2000 + "x"  # 20,001 characters
@@ -91,7 +107,8 @@ BAD_PREDICT: dict[str, tuple[str | bytes, str]] = {
     "truncated json": ('{"review": "a wonderful film indeed"', "not valid JSON"),
     "empty body": ("", "not valid JSON"),
     "invalid utf-8": (b'{"review": "\xff\xfe wonderful brilliant film"}', "not valid JSON"),
-    "deeply nested": ("[" * 100_000 + "]" * 100_000, "not valid JSON"),  # was a 500
+    "deeply nested": ("[" * 100_000 + "]" * 100_000, "too many JSON values"),  # was a 500
+    "nested, small": ("[" * 20_000 + "]" * 20_000, "not valid JSON"),  # too deep to parse
     "array": ('["a wonderful brilliant film"]', "must be a JSON object, not array"),
     "string": ('"a wonderful brilliant film"', "must be a JSON object, not string"),
     "null": ("null", "must be a JSON object, not null"),
