@@ -15,6 +15,8 @@ import pickle
 import re
 import secrets
 import signal
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -75,8 +77,64 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class ConfigError(ValueError):
+    """A setting the app cannot run with; the message names it as it is set."""
+
+
+# (key, kind, smallest value): the settings checked before anything starts.
+NUMBERS = (("CHECKPOINT_EVERY", int, 1), ("CHECKPOINT_SECONDS", float, 0.001),
+           ("GUARD_MARGIN", float, 0.0), ("KEEP_VERSIONS", int, 1),
+           ("MAX_CONTENT_LENGTH", int, 1))
+SWITCHES = ("GUARD", "DURABLE_COMMITS", "RATE_LIMITS", "BACKGROUND_CHECKPOINTS")
+FOLDERS = ("MODEL_DIR", "DATABASE", "MODELS_DIR")  # DATABASE and MODELS_DIR: None for default
+RATES = ("PREDICT_LIMIT", "VERDICT_LIMIT")
+
+
+def check_settings(config: dict[str, Any]) -> None:
+    """Refuse a setting of the wrong kind with its name, before it fails deep inside.
+
+    Environment values are read as JSON (``SENTIMENT_GUARD=false``); a typo
+    such as ``no`` stays a string, which would be true, and a rate limit
+    Flask-Limiter cannot parse would silently turn that limit off.
+    """
+    from limits import parse_many
+
+    def wrong(key: str, what: str) -> ConfigError:
+        return ConfigError(f"SENTIMENT_{key} must be {what}, not {config[key]!r}")
+
+    for key, kind, least in NUMBERS:
+        value = config[key]
+        if key == "MAX_CONTENT_LENGTH" and value is None:
+            continue
+        whole = isinstance(value, int) or kind is float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not whole \
+                or value < least:
+            raise wrong(key, f"{'an integer' if kind is int else 'a number'} >= {least}")
+    for key in SWITCHES:
+        if not isinstance(config[key], bool):
+            raise wrong(key, "true or false")
+    for key in FOLDERS:
+        if not (isinstance(config[key], str) and config[key]
+                or config[key] is None and key != "MODEL_DIR"):
+            raise wrong(key, "a path")
+    for key in RATES:
+        try:
+            parse_many(config[key])
+        except (ValueError, TypeError):
+            raise wrong(key, 'rate limits such as "120 per minute; 2000 per hour"') from None
+
+
 # Base models loaded ahead of any app (see preload_model), by resolved folder.
 _preloaded: dict[str, SentimentModel] = {}
+
+
+def settings() -> Config:
+    """DEFAULTS overridden by SENTIMENT_* variables, checked (raises ConfigError)."""
+    config = Config(str(ROOT))
+    config.update(DEFAULTS)
+    config.from_prefixed_env("SENTIMENT")
+    check_settings(config)
+    return config
 
 
 def preload_model(model_dir: Path | None = None) -> SentimentModel:
@@ -89,10 +147,7 @@ def preload_model(model_dir: Path | None = None) -> SentimentModel:
     :func:`create_app` resolves it from DEFAULTS and SENTIMENT_* variables.
     """
     if model_dir is None:
-        config = Config(str(ROOT))
-        config.update(DEFAULTS)
-        config.from_prefixed_env("SENTIMENT")
-        model_dir = Path(config["MODEL_DIR"])
+        model_dir = Path(settings()["MODEL_DIR"])
     model = SentimentModel.load(model_dir)
     _preloaded[str(Path(model_dir).resolve())] = model
     return model
@@ -133,7 +188,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(DEFAULTS)
     app.config.from_prefixed_env("SENTIMENT")
     app.config.update(config or {})
+    check_settings(app.config)
     instance = Path(app.instance_path)
+    if instance.exists() and not instance.is_dir():
+        raise NotADirectoryError(f"the instance folder {instance} is a file (INSTANCE_PATH)")
     instance.mkdir(parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = secret_key(instance)
@@ -432,11 +490,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through serve() to the checkpoint in serve_app
 
 
-def serve_app(threads: int, **where: Any) -> None:
-    """Build the app and serve it with waitress until SIGTERM or SIGINT, then checkpoint."""
+def serve_app(threads: int, sock: socket.socket, announce: str | None = None) -> None:
+    """Build the app and serve it on ``sock`` with waitress until SIGTERM or SIGINT,
+    then checkpoint. ``announce``: printed once the app is built."""
     from waitress import serve
 
-    app = create_app()
+    try:
+        app = create_app()
+    except (OSError, sqlite3.Error) as exc:  # the instance folder or the database
+        print(f"error: cannot start the app: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    if announce:
+        print(announce, flush=True)
     learner: Learner = app.extensions["learner"]
     heap.release_free_memory()  # what loading the model and replaying the log left
     # The ~130,000 objects that exist now (the libraries, the model) live as
@@ -446,7 +511,7 @@ def serve_app(threads: int, **where: Any) -> None:
     gc.freeze()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve(app, threads=threads, **where)
+        serve(app, threads=threads, sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
@@ -457,14 +522,36 @@ def serve_app(threads: int, **where: Any) -> None:
         learner.close()
 
 
+def whole_number(what: str, least: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [least, most], or a message naming ``what``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the sentiment app with waitress.")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", "4")),
-                        help="waitress worker threads per process (default 4)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")),
-                        help="processes sharing the port (default 1; see workers.py)")
+    # Defaults from the environment are strings: argparse checks them with the type too.
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+                        help="address to listen on (default: $HOST or 127.0.0.1)")
+    parser.add_argument("--port", default=os.environ.get("PORT", "5000"),
+                        type=whole_number("a port number (1-65535; --port or $PORT)", 1, 65535),
+                        help="default: $PORT or 5000")
+    parser.add_argument("--threads", default=os.environ.get("THREADS", "4"),
+                        type=whole_number("a number of threads (1 or more; --threads or "
+                                          "$THREADS)", 1),
+                        help="waitress worker threads per process (default: $THREADS or 4)")
+    parser.add_argument("--workers", default=os.environ.get("WORKERS", "1"),
+                        type=whole_number("a number of processes (1 or more; --workers or "
+                                          "$WORKERS)", 1),
+                        help="processes sharing the port (default: $WORKERS or 1; "
+                             "see workers.py)")
     parser.add_argument("--debug", action="store_true",
                         help="Flask's debug server (never in production)")
     args = parser.parse_args(argv)
@@ -476,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     heap.configure()  # before any thread starts; forked workers inherit it
     try:
         preload_model()  # before forking, so that the workers share it
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return 1
@@ -487,13 +577,19 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             app.extensions["learner"].close()
         return 0
-    if args.workers > 1:
-        from workers import serve_forked
+    from workers import bind, serve_forked
 
-        return serve_forked(lambda sock: serve_app(args.threads, sockets=[sock]),
-                            args.host, args.port, args.workers)
-    print(f"Serving on http://{args.host}:{args.port}", flush=True)
-    serve_app(args.threads, host=args.host, port=args.port)
+    try:  # before building anything: a port in use is told at once
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    with sock:
+        if args.workers > 1:
+            return serve_forked(lambda worker_sock: serve_app(args.threads, worker_sock),
+                                sock, args.workers)
+        serve_app(args.threads, sock, f"Serving on http://{args.host}:{args.port}")
     return 0
 
 

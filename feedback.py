@@ -156,8 +156,11 @@ class FeedbackLog:
         # ms) made the slowest requests 100 ms slower. SQLite still arbitrates
         # against anything that skips this lock (the ``sqlite3`` shell, say).
         self._writer = HostLock(self.path.with_name(self.path.name + "-writer.lock"))
-        self._connect().executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
-        self._upgrade()
+        try:
+            self._connect().executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            self._upgrade()
+        except sqlite3.Error as exc:  # SQLite's messages do not name the file
+            raise type(exc)(f"{exc}: {self.path}") from exc
 
     def _upgrade(self) -> None:
         """Bring a log written by an earlier release up to the current schema."""

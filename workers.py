@@ -71,6 +71,8 @@ class Supervisor:
                 self.run_worker(self.sock)
             except KeyboardInterrupt:
                 pass
+            except SystemExit as exc:  # the worker said why (e.g. an unusable instance folder)
+                code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
@@ -131,12 +133,10 @@ class Supervisor:
         return status
 
 
-def serve_forked(run_worker: Callable[[socket.socket], None], host: str, port: int,
+def serve_forked(run_worker: Callable[[socket.socket], None], sock: socket.socket,
                  workers: int) -> int:
-    sock = bind(host, port)
+    """Serve on ``sock`` (see :func:`bind`) from ``workers`` processes until stopped."""
+    host, port = sock.getsockname()[:2]
     print(f"Serving on http://{host}:{port} with {workers} worker processes", flush=True)
-    try:
-        return Supervisor(sock, workers, run_worker).run()
-    finally:
-        sock.close()
+    return Supervisor(sock, workers, run_worker).run()
 

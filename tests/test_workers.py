@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,6 +125,58 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path,
         stop(proc)
     assert code == 1, log.read_text()[-3000:]
     assert "right after starting; stopping" in log.read_text()
+    assert f"error: cannot start the app: the instance folder {not_a_folder} is a file" \
+        in log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+def test_bad_settings_and_an_unusable_port_are_refused_in_one_line(
+        tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Each used to be a traceback; --threads 0 served nothing, --port 70000 port 4464."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    (tmp_path / "file").write_text("not a folder")
+    cases = {  # name: (arguments, environment, exit status, the one line of error)
+        "port out of range": (["--port", "70000"], {}, 2,
+                              "argument --port: '70000' is not a port number"),
+        "PORT not a number": ([], {"PORT": "abc"}, 2, "argument --port: 'abc' is not a port"),
+        "no threads": (["--threads", "0"], {}, 2, "'0' is not a number of threads"),
+        "no workers": (["--workers", "0"], {"WORKERS": "2"}, 2,
+                       "'0' is not a number of processes"),
+        "a setting of the wrong kind": ([], {"SENTIMENT_CHECKPOINT_EVERY": "x"}, 2,
+                                        "error: SENTIMENT_CHECKPOINT_EVERY must be an integer"),
+        "a rate limit that does not parse": ([], {"SENTIMENT_PREDICT_LIMIT": '"often"'}, 2,
+                                             "error: SENTIMENT_PREDICT_LIMIT must be rate limits"),
+        "port in use": (["--port", str(busy)], {}, 1,
+                        f"error: cannot listen on 127.0.0.1:{busy}: Address already in use"),
+        "port in use, 2 workers": (["--port", str(busy), "--workers", "2"], {}, 1,
+                                   "Address already in use"),
+        "instance folder a file": ([], {"INSTANCE_PATH": str(tmp_path / "file")}, 1,
+                                   "error: cannot start the app: the instance folder"),
+    }
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SENTIMENT_") and k not in ("PORT", "WORKERS", "THREADS")}
+    env.update(INSTANCE_PATH=str(tmp_path / "instance"), SENTIMENT_MODEL_DIR=str(tiny_model_dir))
+    runs = {}
+    try:
+        for name, (args, extra, _, _) in cases.items():  # at once: each imports the libraries
+            if "--port" not in args and "PORT" not in extra:
+                args = ["--port", str(free_port()), *args]
+            runs[name] = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args],
+                                          cwd=ROOT, env={**env, **extra}, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for name, (_, _, status, message) in cases.items():
+            output, _ = runs[name].communicate(timeout=120)
+            assert runs[name].returncode == status, (name, output)
+            assert message in output and "Traceback" not in output, (name, output)
+            assert "Serving on" not in output, (name, output)
+    finally:
+        taken.close()
+        for proc in runs.values():
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_a_missing_model_stops_the_server_before_any_worker_starts(tmp_path: Path) -> None:
