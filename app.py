@@ -44,7 +44,7 @@ from werkzeug.exceptions import HTTPException
 
 import heap
 from cli import register_cli
-from feedback import FeedbackError, FeedbackLog, UnknownPrediction
+from feedback import MAX_ID, FeedbackError, FeedbackLog, UnknownPrediction
 from forms import MAX_REVIEW, MIN_REVIEW, WORDLESS, FeedbackForm, ReviewForm
 from learner import Learner, LearnerConfig
 from model import SentimentModel
@@ -319,7 +319,6 @@ class ApiError(Exception):
 
 JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
               bool: "boolean", type(None): "null"}
-MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
 # A JSON string (escapes included), or a character that opens a value in a list or object.

@@ -9,7 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from feedback import FeedbackError
+from feedback import MAX_ID, FeedbackError
 from learner import Learner
 from versions import CorruptVersion
 
@@ -66,7 +66,8 @@ def model_rebuild() -> None:
 
 @feedback_cli.command("list")
 @click.option("--status", type=click.Choice(["accepted", "quarantined", "released"]))
-@click.option("--limit", type=int, default=50, show_default=True, help="newest N rows; 0 for all")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="newest N rows; 0 for all")
 def feedback_list(status: str | None, limit: int) -> None:
     """List verdicts, newest last."""
     rows = learner().feedback.verdicts(status)
@@ -81,12 +82,12 @@ def feedback_list(status: str | None, limit: int) -> None:
 
 
 @feedback_cli.command("release")
-@click.argument("ids", nargs=-1, type=int, required=True)
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID), required=True)
 def feedback_release(ids: tuple[int, ...]) -> None:
     """Re-apply quarantined verdicts IDS (appended to the end of the log)."""
     ln = learner()
     try:
-        new_ids = ln.feedback.release(list(ids))
+        new_ids = ln.feedback.release(list(dict.fromkeys(ids)))  # each once
     except FeedbackError as exc:
         raise click.ClickException(str(exc)) from exc
     ln.sync()

@@ -61,6 +61,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 """
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot exist (and overflows)
+
+
 class FeedbackError(Exception):
     """A verdict that cannot be accepted; ``status`` is the HTTP status to answer."""
 

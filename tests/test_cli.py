@@ -200,6 +200,29 @@ def test_release_refuses_what_is_not_quarantined(served, verdict_id, message):
     assert learner.feedback.counts() == {"predictions": 17, "accepted": 17}
 
 
+@pytest.mark.parametrize("ids, message", [
+    (["99999999999999999999999"], "is not in the range 1<=x<=9223372036854775807"),  # was a 500
+    (["0"], "is not in the range"),
+    (["-4"], "No such option '-4'"),
+])
+def test_release_refuses_impossible_ids(served, ids, message):
+    result = invoke(served, "feedback", "release", *ids)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_release_takes_an_id_given_twice_once(served):
+    invoke(served, "model", "rollback", "v000003")  # 16 and 17 quarantined
+    result = invoke(served, "feedback", "release", "16", "16", "17")
+    assert result.exit_code == 0, result.output  # was: "verdict 16 is released, not quarantined"
+    assert result.output.strip() == "released 2 verdicts as 18, 19"
+
+
+def test_list_refuses_a_negative_limit(served):
+    result = invoke(served, "feedback", "list", "--limit", "-2")  # listed all but the first 2
+    assert result.exit_code == 2 and "is not in the range x>=0" in result.output
+
+
 def test_release_needs_an_id(served):
     result = invoke(served, "feedback", "release")
     assert result.exit_code == 2
