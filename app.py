@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 from flask import (
     Config,
@@ -77,7 +78,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
+class StartupError(click.ClickException):
+    """The app cannot be built as configured: one line for whoever started it.
+
+    A ClickException, so that ``flask --app app ...`` prints "Error: ..." and
+    exits 1 instead of a traceback; ``python app.py`` prints it the same way.
+    """
+
+
+class ConfigError(StartupError, ValueError):
     """A setting the app cannot run with; the message names it as it is set."""
 
 
@@ -123,6 +132,9 @@ def check_settings(config: dict[str, Any]) -> None:
         except (ValueError, TypeError):
             raise wrong(key, 'rate limits such as "120 per minute; 2000 per hour"') from None
 
+
+# What loading a damaged model folder raises, besides OSError (see SentimentModel.load).
+MODEL_ERRORS = (ValueError, KeyError, EOFError, pickle.UnpicklingError)
 
 # Base models loaded ahead of any app (see preload_model), by resolved folder.
 _preloaded: dict[str, SentimentModel] = {}
@@ -182,7 +194,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     Everything the app writes lives in the instance folder (``INSTANCE_PATH``),
     so several processes given the same folder share one log and one model.
+    Raises StartupError when the settings, the instance folder, the database or
+    the model cannot be used.
     """
+    try:
+        return _build_app(config)
+    except StartupError:
+        raise
+    except (OSError, sqlite3.Error, *MODEL_ERRORS) as exc:
+        raise StartupError(f"cannot start the app: {exc}") from exc
+
+
+def _build_app(config: dict[str, Any] | None) -> Flask:
     app = Flask(__name__, instance_path=(config or {}).get("INSTANCE_PATH")
                 or os.environ.get("INSTANCE_PATH") or str(ROOT / "instance"))
     app.config.update(DEFAULTS)
@@ -496,8 +519,8 @@ def serve_app(threads: int, sock: socket.socket, announce: str | None = None) ->
 
     try:
         app = create_app()
-    except (OSError, sqlite3.Error) as exc:  # the instance folder or the database
-        print(f"error: cannot start the app: {exc}", file=sys.stderr, flush=True)
+    except StartupError as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     if announce:
         print(announce, flush=True)
@@ -565,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+    except (OSError, *MODEL_ERRORS) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return 1
     if args.debug:

@@ -280,3 +280,22 @@ def test_real_command_line(make_app, tmp_path, tiny_model_dir):
     result = flask("model", "rebuild")
     assert result.returncode == 0, result.stderr
     assert "replayed 7 accepted verdicts; live model v000001+7: bit-identical" in result.stdout
+
+
+def test_an_unusable_instance_or_setting_is_one_line_not_a_traceback(tmp_path, tiny_model_dir):
+    (tmp_path / "reviews.sqlite").write_text("not a database")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env.update(INSTANCE_PATH=str(tmp_path), SENTIMENT_MODEL_DIR=str(tiny_model_dir))
+    cases = {  # extra environment: the error line
+        "SENTIMENT_GUARD": ("no", "Error: SENTIMENT_GUARD must be true or false, not 'no'"),
+        "SENTIMENT_RATE_LIMITS": ("false", "Error: cannot start the app: file is not a database: "
+                                           f"{tmp_path / 'reviews.sqlite'}"),
+    }
+    runs = {key: subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "model", "list"],
+                                  cwd=ROOT, env={**env, key: value}, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for key, (value, _) in cases.items()}
+    for key, (_, line) in cases.items():
+        out, err = runs[key].communicate(timeout=120)
+        assert runs[key].returncode == 1, (key, out, err)
+        assert err.strip() == line, (key, err)
