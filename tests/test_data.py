@@ -6,9 +6,12 @@ import gzip
 import hashlib
 import io
 import os
+import re
+import signal
 import subprocess
 import sys
 import tarfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +22,12 @@ from tests.tiny_aclimdb import PER_CLASS, ROOT, SHARED_NLTK, write_archive
 from train.data import (
     DataError,
     build_csv,
+    download_archive,
     iter_archive,
     minibatches,
     resolve_archive,
     stream_docs,
+    stream_rows,
 )
 
 pytest_plugins = ["tests.train_fixtures"]
@@ -164,6 +169,72 @@ def test_build_csv_copies_repeat_the_corpus(tiny_archive: Path, tmp_path: Path) 
     assert pd.read_csv(tmp_path / "x2.csv")["id"].str.endswith("#1").sum() == TOTAL
 
 
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_build_csv_refuses_to_write_over_the_archive(tmp_path: Path, spelling: str) -> None:
+    archive = write_archive(tmp_path / "a.tar.gz", per_class=2)
+    before = sha256(archive)
+    (tmp_path / "sub").mkdir()
+    csv_path = {"same": archive, "dotted": tmp_path / "sub" / ".." / "a.tar.gz",
+                "symlink": tmp_path / "link.csv", "hardlink": tmp_path / "hard.csv"}[spelling]
+    if spelling == "symlink":
+        csv_path.symlink_to(archive)
+    if spelling == "hardlink":
+        csv_path.hardlink_to(archive)
+    with pytest.raises(DataError, match="is the archive"):
+        build_csv(archive, csv_path)
+    assert sha256(archive) == before
+
+
+def test_build_csv_into_a_folder_is_a_data_error_and_leaves_nothing(tiny_archive: Path,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "m.csv").mkdir()
+    with pytest.raises(DataError, match="is a folder"):
+        build_csv(tiny_archive, tmp_path / "m.csv")
+    parent = tmp_path / "file"
+    parent.write_text("")
+    with pytest.raises(DataError, match="not a folder"):
+        build_csv(tiny_archive, parent / "m.csv")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "m.csv"]
+
+
+def test_build_csv_interrupted_while_writing_leaves_nothing(
+    tiny_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.data
+
+    def interrupted(path: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.data, "_read_marshalled", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_csv(tiny_archive, tmp_path / "m.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unusable_cache_folder_is_a_data_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("")
+    with pytest.raises(DataError, match="cannot use the cache folder .*--archive"):
+        download_archive(not_a_folder / "sentiment-app" / "a.tar.gz", url="http://invalid./")
+
+
+def test_an_interrupted_download_leaves_nothing(tiny_archive: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import train.data
+
+    class CtrlC(nullcontext):  # the progress bar: Ctrl-C lands after the first block
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(self)
+
+        def update(self, n: int) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.data, "tqdm", CtrlC)
+    with pytest.raises(KeyboardInterrupt):
+        download_archive(tmp_path / "cache" / "a.tar.gz", url=tiny_archive.as_uri())
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 # -- streaming --------------------------------------------------------------------
 
 def test_stream_docs_filters_by_split(tiny_csv: Path) -> None:
@@ -184,6 +255,46 @@ def test_stream_docs_start_and_stop_count_after_the_split_filter(tiny_csv: Path)
     assert list(stream_docs(tiny_csv, None, 120, 160)) == everything[120:160]
     assert list(stream_docs(tiny_csv, None, 0, 0)) == []
     assert all(isinstance(t, str) and isinstance(y, int) for t, y in train)
+
+
+HEADER = "review,sentiment,split,id\n"
+BAD_CSVS = {
+    "empty": b"",
+    "binary": bytes(range(256)) * 8,
+    "not utf-8": HEADER.encode() + b"\xff\xfe,1,train,1\n",
+    "other columns": b"text,label\ngreat,1\n",
+    "label not a number": (HEADER + "great,pos,train,1\n").encode(),
+    "label not 0 or 1": (HEADER + "great,2,train,1\n").encode(),
+    "row cut off": (HEADER + "great,1,train,1\nterri").encode(),
+    "row cut off after its label": (HEADER + "great,1,train,1\nterrible,0").encode(),
+    "quote cut off": (HEADER + 'great,1,train,1\n"terrible, and').encode(),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CSVS)
+def test_a_bad_csv_is_a_data_error_naming_it(tmp_path: Path, name: str) -> None:
+    csv_path = tmp_path / "movie_data.csv"
+    csv_path.write_bytes(BAD_CSVS[name])
+    with pytest.raises(DataError) as err:
+        list(stream_rows(csv_path))
+    pattern = f"{re.escape(str(csv_path))} is not a training CSV .*without --reuse-csv\\)"
+    assert re.fullmatch(pattern, str(err.value))  # one line, naming the file and the way out
+
+
+def test_a_csv_is_read_back_as_written_whatever_its_extension(tiny_archive: Path,
+                                                              tmp_path: Path) -> None:
+    csv_path = tmp_path / "movie_data.csv.gz"  # plain text: pandas must not guess gzip
+    build_csv(tiny_archive, csv_path)
+    assert len(list(stream_rows(csv_path))) == TOTAL
+
+
+def test_a_csv_broken_far_into_the_file_fails_while_streaming(tmp_path: Path) -> None:
+    csv_path = tmp_path / "movie_data.csv"
+    csv_path.write_text(HEADER + "fine,1,train,1\n" * 10_000 + "cut,")
+    rows = stream_rows(csv_path)
+    assert next(rows) == ("fine", 1, "train")  # no up-front pass over the whole file
+    with pytest.raises(DataError, match="without --reuse-csv"):
+        list(rows)
 
 
 def test_minibatches_sizes(tiny_csv: Path) -> None:
@@ -251,3 +362,97 @@ def test_cli_without_nltk_stopwords_exits_2_with_one_line(tmp_path: Path,
                       NLTK_DATA=str(empty))
     line = _one_error_line(done)
     assert "NLTK_DATA" in line and "stopwords" in line
+
+
+def test_cli_refuses_a_csv_that_is_the_archive(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "a.tar.gz", per_class=2)
+    before = sha256(archive)
+    (tmp_path / "sub").mkdir()
+    done = _train_cli(["--archive", str(archive),
+                       "--csv", str(tmp_path / "sub" / ".." / "a.tar.gz")], tmp_path)
+    assert "is the archive" in _one_error_line(done)
+    assert sha256(archive) == before
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_cli_refuses_a_seed_numpy_cannot_take(seed: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from train.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--seed", seed])
+    assert exit_.value.code == 2
+    assert "error: --seed must be between 0 and 4294967295" in capsys.readouterr().err
+    assert parse_args(["--seed", str(2**32 - 1)]).seed == 2**32 - 1
+
+
+def test_cli_reusing_a_bad_csv_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_bytes(b"")
+    line = _one_error_line(_train_cli(["--reuse-csv"], tmp_path))
+    assert str(tmp_path / "m.csv") in line and "without --reuse-csv" in line
+
+
+def test_cli_checks_output_paths_before_any_work(tmp_path: Path, tiny_archive: Path) -> None:
+    # Every kind of bad output path: tests/test_train.py (run's checks).
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    done = _train_cli(["--archive", str(tiny_archive), "--out", str(blocker)], tmp_path)
+    assert _one_error_line(done) == f"error: model folder {blocker} is not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "home"]  # no CSV built
+
+
+def test_cli_with_an_unusable_cache_folder_exits_2_with_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache_file"
+    cache.write_text("")
+    line = _one_error_line(_train_cli([], tmp_path, XDG_CACHE_HOME=str(cache)))
+    assert "cache folder" in line and "--archive" in line
+
+
+# Runs ``python -m train``'s main() with one function replaced by a stall, so
+# that Ctrl-C lands at a known stage (argv[1] names the function).
+STALL = """
+import signal, sys, time
+from dataclasses import replace
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+import train.__main__ as cli, train.data, train.train
+from tests.tiny_aclimdb import tiny_preset
+
+def stall(*args):
+    print("stalled", flush=True)
+    time.sleep(60)
+
+module, name = sys.argv.pop(1).rsplit(".", 1)
+setattr(sys.modules[module], name, stall)
+cli.PRESETS["default"] = replace(tiny_preset("default"), stopwords="none")
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("stage", ["train.data._read_marshalled",  # writing the CSV
+                                   "train.train.count_documents"])  # workers hashing
+def test_cli_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path: Path,
+                                                               tiny_archive: Path,
+                                                               stage: str) -> None:
+    """Ctrl-C in a terminal signals the whole process group: worker processes too."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    args = ["--archive", str(tiny_archive), "--csv", str(tmp_path / "data" / "m.csv"),
+            "--out", str(tmp_path / "pkl"), "--report-dir", str(tmp_path / "rep"), "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-c", STALL, stage, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "stalled\n", proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, err) == (130, "interrupted\n")
+    assert list(tmp.iterdir()) == []  # the training's temporary folder is gone
+    left = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert left == ([] if stage.startswith("train.data") else ["m.csv"])  # no buckets, no part
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "tmp"]

@@ -240,6 +240,48 @@ def test_an_evaluation_set_without_reviews_is_a_data_error(tiny_archive: Path,
                      progress=False)
 
 
+@pytest.mark.parametrize("case", ["out is a file", "out under a file", "report-dir is a file",
+                                  "csv under a file", "csv is a folder"])
+def test_output_paths_are_checked_before_any_work(tiny_archive: Path, tmp_path: Path,
+                                                  case: str) -> None:
+    from train.train import run as run_training
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    (tmp_path / "folder.csv").mkdir()
+    paths = {"csv_path": tmp_path / "m.csv", "out_dir": tmp_path / "pkl",
+             "report_dir": tmp_path / "rep"}
+    name, bad = {"out is a file": ("out_dir", blocker),
+                 "out under a file": ("out_dir", blocker / "pkl"),
+                 "report-dir is a file": ("report_dir", blocker),
+                 "csv under a file": ("csv_path", blocker / "m.csv"),
+                 "csv is a folder": ("csv_path", tmp_path / "folder.csv")}[case]
+    paths[name] = bad
+    with pytest.raises(DataError, match="folder"):
+        run_training(tiny_preset("default"), tiny_archive, workers=1, progress=False, **paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder.csv"]
+    assert list((tmp_path / "folder.csv").iterdir()) == []
+
+
+def test_a_reused_csv_broken_near_its_end_is_a_data_error(tiny_archive: Path,
+                                                          tmp_path: Path) -> None:
+    """Training reads only the start; the evaluation, in a background thread, meets the end."""
+    from dataclasses import replace
+
+    from train.data import build_csv
+    from train.train import run as run_training
+
+    csv_path = tmp_path / "m.csv"
+    build_csv(tiny_archive, csv_path, copies=30)  # 4,800 rows: the cut is past the 1st chunk
+    with open(csv_path, "a", encoding="utf-8") as fh:
+        fh.write("a review cut off")
+    preset = replace(tiny_preset("default"), train_stop=16)
+    with pytest.raises(DataError, match="without --reuse-csv"):
+        run_training(preset, None, csv_path, tmp_path / "pkl", tmp_path / "rep", workers=1,
+                     skip_csv=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+
+
 # -- the real data -----------------------------------------------------------------
 
 @pytest.mark.slow

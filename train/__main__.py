@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from train.data import ARCHIVE_ENV, ARCHIVE_URL, DataError
@@ -11,6 +15,8 @@ from train.presets import PRESETS
 from train.stopwords import MissingStopwordsError
 
 ROOT = Path(__file__).resolve().parent.parent
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds 0..2**32-1
+INTERRUPTED = 130  # the shell's exit code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.workers < 1 or args.copies < 1:
         parser.error("--workers and --copies must be at least 1")
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be between 0 and {MAX_SEED}")
     if args.reuse_csv and not args.csv.is_file():
         parser.error(f"--reuse-csv: {args.csv} does not exist")
     return args
@@ -60,20 +68,50 @@ def print_summary(report: dict) -> None:
           f"+ workers {cpu['workers']:.1f} s")
 
 
+@contextmanager
+def ctrl_c_stops_main_process_only() -> Iterator[None]:
+    """Inside, Ctrl-C raises KeyboardInterrupt in this process only.
+
+    Ctrl-C signals the whole process group, worker processes included, and
+    each would print a KeyboardInterrupt traceback of its own. The (forked)
+    workers inherit this handler, so they ignore the signal and are shut down
+    by the main process as it unwinds. Left alone when Ctrl-C is already
+    ignored (nohup, background job) or handled by someone else.
+    """
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from train.train import run
-
     try:
-        report = run(
-            PRESETS[args.preset], args.archive, args.csv,
-            None if args.no_save else args.out, args.report_dir,
-            workers=args.workers, seed=args.seed, copies=args.copies,
-            skip_csv=args.reuse_csv, progress=not args.quiet,
-        )
+        with ctrl_c_stops_main_process_only():
+            from train.train import run
+
+            report = run(
+                PRESETS[args.preset], args.archive, args.csv,
+                None if args.no_save else args.out, args.report_dir,
+                workers=args.workers, seed=args.seed, copies=args.copies,
+                skip_csv=args.reuse_csv, progress=not args.quiet,
+            )
     except (DataError, MissingStopwordsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # temporary files are gone: removed as the stack unwound
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     print_summary(report)
     return 0
 

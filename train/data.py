@@ -61,7 +61,13 @@ def download_archive(dest: Path, url: str = ARCHIVE_URL, sha256: str = ARCHIVE_S
     The download goes to a temporary file renamed only once the checksum
     matches, so an interrupted or tampered download never passes for the data.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # $XDG_CACHE_HOME is a file, or somewhere we cannot write
+        raise DataError(
+            f"cannot use the cache folder {dest.parent} to download the archive "
+            f"({exc.strerror or exc}); pass --archive PATH or set {ARCHIVE_ENV}=PATH"
+        ) from exc
     tmp = dest.with_suffix(dest.suffix + ".part")
     digest = hashlib.sha256()
     try:
@@ -79,6 +85,9 @@ def download_archive(dest: Path, url: str = ARCHIVE_URL, sha256: str = ARCHIVE_S
             f"cannot download {url} ({reason}); download it on a connected machine and "
             f"pass --archive PATH or set {ARCHIVE_ENV}=PATH"
         ) from exc
+    except BaseException:  # Ctrl-C: leave no partial download behind
+        tmp.unlink(missing_ok=True)
+        raise
     if digest.hexdigest() != sha256:
         tmp.unlink(missing_ok=True)
         raise DataError(f"downloaded archive has sha256 {digest.hexdigest()}, expected {sha256}")
@@ -86,11 +95,20 @@ def download_archive(dest: Path, url: str = ARCHIVE_URL, sha256: str = ARCHIVE_S
     return dest
 
 
+def given_archive(archive: str | Path | None = None) -> Path | None:
+    """The archive the user named (the argument, else $ACLIMDB_ARCHIVE), if any; unchecked.
+
+    Separate from :func:`resolve_archive` so outputs can be checked against
+    it before anything is downloaded or read.
+    """
+    chosen = archive or os.environ.get(ARCHIVE_ENV)
+    return Path(chosen).expanduser() if chosen else None
+
+
 def resolve_archive(archive: str | Path | None = None, cache_dir: Path = DEFAULT_CACHE) -> Path:
     """The archive to read: the given path, else $ACLIMDB_ARCHIVE, else a download."""
-    chosen = archive or os.environ.get(ARCHIVE_ENV)
-    if chosen:
-        path = Path(chosen).expanduser()
+    path = given_archive(archive)
+    if path is not None:
         if not path.is_file():
             raise DataError(f"archive not found: {path}")
         return path
@@ -223,6 +241,52 @@ def _tarfile_rest(header: bytes, stream: BinaryIO) -> Iterator[tuple[str, bytes]
                 yield member.name, tar.extractfile(member).read()
 
 
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Fail now, in one line, if files cannot be written in ``folder``.
+
+    Training takes minutes; a wrong output path should not cost them. Nothing
+    is created here (the folder is made when written to), so a run that fails
+    later leaves no empty folders behind: the nearest existing ancestor must
+    be a folder in which a (temporary) file can be created.
+    """
+    folder = Path(folder).absolute()
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if existing == folder and not existing.is_dir():
+        raise DataError(f"{what} {folder} is not a folder")
+    if not existing.is_dir():
+        raise DataError(f"{what} {folder} cannot be created: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise DataError(f"{what} {folder}: cannot write in {existing} "
+                        f"({exc.strerror or exc})") from exc
+
+
+def check_csv_target(csv_path: Path, archive: str | Path | None = None) -> None:
+    """Fail now if the CSV cannot be written at ``csv_path`` or would replace ``archive``.
+
+    Writing the CSV over the archive it is built from would lose the archive
+    (the same path, a link, or any path resolving to the same file).
+    """
+    csv_path = Path(csv_path)
+    if csv_path.is_dir():
+        raise DataError(f"CSV {csv_path} is a folder; give a file name")
+    if archive is not None and _same_file(archive, csv_path):
+        raise DataError(f"CSV {csv_path} is the archive {archive}: writing it would "
+                        f"destroy the archive; choose another --csv")
+    check_writable_folder(csv_path.parent, "CSV folder")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist: nothing to overwrite
+        return False
+
+
 def build_csv(archive: Path, csv_path: Path, seed: int = 0, copies: int = 1) -> dict[str, int]:
     """Write the labelled reviews of ``archive`` to ``csv_path`` in a shuffled order.
 
@@ -236,6 +300,7 @@ def build_csv(archive: Path, csv_path: Path, seed: int = 0, copies: int = 1) -> 
     rng = random.Random(seed)
     counts = {split: 0 for split in SPLITS}
     csv_path = Path(csv_path)
+    check_csv_target(csv_path, archive)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=csv_path.parent) as tmp:
         bucket_paths = [Path(tmp) / f"bucket{i:03d}" for i in range(SHUFFLE_BUCKETS)]
@@ -251,7 +316,8 @@ def build_csv(archive: Path, csv_path: Path, seed: int = 0, copies: int = 1) -> 
             raise DataError(
                 f"{archive} holds no labelled reviews in aclImdb/{{train,test}}/{{pos,neg}}/"
             )
-        tmp_csv = csv_path.with_suffix(".csv.part")
+        # Written beside the buckets: removed with them if anything fails.
+        tmp_csv = Path(tmp) / "shuffled.csv"
         with open(tmp_csv, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             writer.writerow(CSV_COLUMNS)
@@ -273,13 +339,48 @@ def _read_marshalled(path: Path) -> Iterator[tuple]:
 
 
 def stream_rows(csv_path: Path) -> Iterator[tuple[str, int, str]]:
-    """(review, sentiment, split) of every CSV row, in file order, read in chunks."""
-    for chunk in pd.read_csv(
-        csv_path, chunksize=4096, usecols=["review", "sentiment", "split"],
-        dtype={"review": str, "sentiment": np.int8, "split": str},
-        na_filter=False,  # a review reading "NA" or "null" is text, not a missing value
-    ):
-        yield from zip(chunk["review"], chunk["sentiment"].tolist(), chunk["split"], strict=True)
+    """(review, sentiment, split) of every CSV row, in file order, read in chunks.
+
+    A CSV given with ``--reuse-csv`` may be anything: empty, binary, other
+    columns, a row cut off. Such problems only show up as chunks are read, so
+    they are turned into a :class:`DataError` here, as they are met, rather
+    than by reading the whole file once more up front.
+    """
+    try:
+        with pd.read_csv(
+            csv_path, chunksize=4096, usecols=["review", "sentiment", "split"],
+            dtype={"review": str, "sentiment": np.int8, "split": str},
+            na_filter=False,  # a review reading "NA" or "null" is text, not a missing value
+            index_col=False,  # a row with extra fields must not turn column 1 into an index
+            compression=None,  # build_csv writes plain text, whatever the file's extension
+        ) as reader:
+            for chunk in reader:
+                _check_values(csv_path, chunk)
+                yield from zip(chunk["review"], chunk["sentiment"].tolist(), chunk["split"],
+                               strict=True)
+    except ValueError as exc:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError
+        raise _bad_csv(csv_path, str(exc)) from exc
+
+
+def _check_values(csv_path: Path, chunk: pd.DataFrame) -> None:
+    """Refuse labels scikit-learn would choke on deep in training, and unknown splits.
+
+    A row cut off after its label has an empty split; it would be silently
+    left out of training but counted by evaluation sets that take every split.
+    """
+    for column, allowed in (("sentiment", (0, 1)), ("split", SPLITS)):
+        bad = ~chunk[column].isin(allowed)
+        if bad.any():
+            value = str(chunk[column][bad].iloc[0])
+            expected = " or ".join(map(str, allowed))
+            raise _bad_csv(csv_path, f"{column} {value!r} is not {expected}")
+
+
+def _bad_csv(csv_path: Path, reason: str) -> DataError:
+    reason = (reason.strip().splitlines() or ["unreadable"])[0]
+    reason = reason if len(reason) <= 200 else reason[:200] + "..."
+    return DataError(f"{csv_path} is not a training CSV ({reason}); "
+                     "rebuild it from the archive (without --reuse-csv)")
 
 
 def stream_docs(

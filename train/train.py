@@ -42,10 +42,13 @@ import sklearn
 from sklearn.linear_model import SGDClassifier
 from tqdm import tqdm
 
-from model import CLASSES, prepare_for_serving, save_base
+from model import CLASSES, atomic_write, prepare_for_serving, save_base
 from train.data import (
     DataError,
     build_csv,
+    check_csv_target,
+    check_writable_folder,
+    given_archive,
     minibatches,
     resolve_archive,
     sha256_file,
@@ -439,6 +442,7 @@ def run(
 ) -> dict[str, Any]:
     """The whole pipeline; returns the report (also written to ``report_dir``)."""
     wall = time.perf_counter()
+    check_outputs(archive, csv_path, out_dir, report_dir, skip_csv)
     report = Report(preset.name)
     stopwords = stopwords_for(preset.stopwords)
     if not skip_csv:
@@ -481,8 +485,27 @@ def run(
     return result
 
 
+def check_outputs(
+    archive: str | Path | None,
+    csv_path: Path,
+    out_dir: Path | None,
+    report_dir: Path | None,
+    skip_csv: bool = False,
+) -> None:
+    """Raise :class:`DataError` now if an output of :func:`run` cannot be written.
+
+    Otherwise a wrong path would only show after minutes of training, or, for
+    a CSV pointed at the archive, destroy the archive.
+    """
+    if not skip_csv:
+        check_csv_target(csv_path, given_archive(archive))
+    for folder, what in ((out_dir, "model folder"), (report_dir, "report folder")):
+        if folder is not None:
+            check_writable_folder(folder, what)
+
+
 def write_report(result: dict[str, Any], report_dir: Path) -> None:
-    """The report as JSON plus the learning curve as a PNG beside it."""
+    """The report as JSON plus the learning curve as a PNG beside it, each written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -490,7 +513,7 @@ def write_report(result: dict[str, Any], report_dir: Path) -> None:
 
     report_dir.mkdir(parents=True, exist_ok=True)
     name = f"train-{result['preset']}"
-    (report_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(report_dir / f"{name}.json", (json.dumps(result, indent=2) + "\n").encode())
     curve = result["learning_curve"]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     ax.plot([p["docs_seen"] for p in curve], [p["accuracy"] for p in curve], marker=".")
@@ -499,5 +522,7 @@ def write_report(result: dict[str, Any], report_dir: Path) -> None:
     ax.set_title(f"Learning curve, preset {result['preset']}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(report_dir / f"{name}.png")
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    atomic_write(report_dir / f"{name}.png", png.getvalue())
