@@ -377,7 +377,7 @@ def json_body() -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting
-        raise ApiError("the request body is not valid JSON") from None
+        raise ApiError("the request body is not valid JSON (in UTF-8)") from None
     if not isinstance(data, dict):
         raise ApiError("the request body must be a JSON object, not "
                        + JSON_TYPES.get(type(data), type(data).__name__))
@@ -512,6 +512,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through serve() to the checkpoint in serve_app
 
 
+def body_limit(app: Flask) -> dict[str, int]:
+    """waitress's own limit on request bodies: twice the app's.
+
+    waitress receives a whole body (spooled to disk past 512 KB) before the app
+    sees it, up to 1 GB by default. A body a little over MAX_CONTENT_LENGTH
+    still gets the app's readable 413; one declaring more than twice as much is
+    refused by waitress as its headers arrive, without being received.
+    """
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    return {"max_request_body_size": 2 * limit} if limit else {}
+
+
 def serve_app(threads: int, sock: socket.socket, announce: str | None = None) -> None:
     """Build the app and serve it on ``sock`` with waitress until SIGTERM or SIGINT,
     then checkpoint. ``announce``: printed once the app is built."""
@@ -533,7 +545,7 @@ def serve_app(threads: int, sock: socket.socket, announce: str | None = None) ->
     gc.freeze()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve(app, threads=threads, sockets=[sock])
+        serve(app, threads=threads, sockets=[sock], **body_limit(app))
     except KeyboardInterrupt:
         pass
     finally:

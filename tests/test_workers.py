@@ -86,6 +86,12 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
         wait_until_serving(proc, port, log, workers=2)
         first = {c.pid for c in psutil.Process(proc.pid).children()}
         acked = predict_and_judge(port, 30, seed=0)
+        # A body declared far over the limit is refused before it is sent (waitress
+        # would otherwise take up to 1 GB of it before the app could say 413).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 900000000\r\n\r\n")
+            assert conn.recv(100).startswith(b"HTTP/1.1 413 ")
 
         time.sleep(MIN_WORKER_LIFETIME + 0.5)  # an early death would stop everything
         victim = min(first)
