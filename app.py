@@ -123,8 +123,9 @@ def check_settings(config: dict[str, Any]) -> None:
         if not isinstance(config[key], bool):
             raise wrong(key, "true or false")
     for key in FOLDERS:
-        if not (isinstance(config[key], str) and config[key]
-                or config[key] is None and key != "MODEL_DIR"):
+        value = config[key]
+        if not (isinstance(value, (str, os.PathLike)) and str(value)
+                or value is None and key != "MODEL_DIR"):
             raise wrong(key, "a path")
     for key in RATES:
         try:

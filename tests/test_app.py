@@ -426,3 +426,24 @@ def test_health_reports_a_digest_of_the_exact_model(make_app):
     assert len(before["model_digest"]) == 64 and before["model_digest"] != after["model_digest"]
     restarted = make_app(WTF_CSRF_ENABLED=False).test_client().get("/api/health").json
     assert restarted["model_digest"] == after["model_digest"]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"GUARD": "no"}, "SENTIMENT_GUARD must be true or false, not 'no'"),  # "no" was true
+    ({"CHECKPOINT_EVERY": 2.5}, "SENTIMENT_CHECKPOINT_EVERY must be an integer >= 1"),
+    ({"CHECKPOINT_EVERY": "x"}, "SENTIMENT_CHECKPOINT_EVERY must be an integer >= 1, not 'x'"),
+    ({"GUARD_MARGIN": -1}, "SENTIMENT_GUARD_MARGIN must be a number >= 0.0"),
+    ({"MODEL_DIR": ""}, "SENTIMENT_MODEL_DIR must be a path"),
+    ({"PREDICT_LIMIT": "often"}, "SENTIMENT_PREDICT_LIMIT must be rate limits"),  # was: no limit
+])
+def test_settings_of_the_wrong_kind_are_refused_by_name(make_app, setting, message) -> None:
+    from app import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_app(**setting)
+
+
+def test_settings_of_the_right_kind_are_taken(make_app, tiny_model_dir: Path) -> None:
+    app = make_app(MODEL_DIR=tiny_model_dir, MAX_CONTENT_LENGTH=None, CHECKPOINT_SECONDS=5,
+                   PREDICT_LIMIT="5 per second")
+    assert app.extensions["learner"].config.checkpoint_seconds == 5.0
