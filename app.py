@@ -491,9 +491,12 @@ def register_errors(app: Flask) -> None:
         message = exc.description
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
+            # Within MAX_CONTENT_LENGTH, only parsing a multipart form answers 413.
             message = (f"The request is larger than the {size_text(limit)} limit."
                        if limit and (request.content_length or 0) > limit
-                       else "The request is too large.")
+                       else "The form is too large: at most "
+                       f"{size_text(app.config['MAX_FORM_MEMORY_SIZE'])} of text per field "
+                       f"and {app.config['MAX_FORM_PARTS']:,} fields.")
         if status == 429:
             message = (f"Too many requests from your address (limit: {exc.description}). "
                        "Please wait a little and try again.")

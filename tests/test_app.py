@@ -373,6 +373,17 @@ def test_oversized_form_is_a_readable_413(make_app: Callable[..., Flask]) -> Non
     assert counts(app) == (0, 0)
 
 
+def test_oversized_multipart_field_is_a_413_naming_the_limits(csrf_app: Flask,
+                                                               csrf_client) -> None:
+    token = csrf_token(csrf_client.get("/").get_data(as_text=True))
+    response = csrf_client.post("/results", content_type="multipart/form-data",
+                                data={"csrf_token": token, "review": "wonderful " * 60_000})
+    # was "The request is too large.", with the request far under MAX_CONTENT_LENGTH
+    assert_readable_error(response, 413, "The form is too large: at most 488 KB of text per "
+                                         "field and 1,000 fields.")
+    assert counts(csrf_app) == (0, 0)
+
+
 def test_secret_key_is_created_once_by_concurrent_starts(tmp_path, monkeypatch):
     """Processes starting together on a new instance folder all get the same full key."""
     import threading
