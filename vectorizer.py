@@ -307,10 +307,6 @@ class ReviewVectorizer:
         X = sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.spec.n_features))
         return self.finish(X)
 
-    def ngrams(self, doc: str) -> list[str]:
-        """The distinct n-grams of one review, in order of first appearance."""
-        return list(dict.fromkeys(self.analyse(doc)))
-
     def feature_index(self, grams: Sequence[str]) -> np.ndarray:
         """Hash bucket of each n-gram, exactly as the hasher places it.
 

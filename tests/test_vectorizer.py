@@ -112,7 +112,7 @@ def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: Vector
     with pytest.raises(TypeError, match="wrap it in a list"):
         vect.transform(docs[0])  # sklearn refuses a bare string too
     trigrams = ["good good good", "good good end", "good end :)"]
-    assert vect.ngrams(docs[-1]) == ["good", "end", ":)"] + (
+    assert list(dict.fromkeys(vect.analyse(docs[-1]))) == ["good", "end", ":)"] + (
         ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
 
 
@@ -120,7 +120,8 @@ def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
     spec = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True,
                           alternate_sign=False, hasher_norm=None)
     vect = ReviewVectorizer(spec)
-    grams = vect.ngrams("Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't")
+    text = "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't"
+    grams = list(dict.fromkeys(vect.analyse(text)))
     grams += [f"word{i} and more" for i in range(2_000)]
     hasher = FeatureHasher(n_features=spec.n_features, input_type="string",
                            alternate_sign=False)
