@@ -219,6 +219,7 @@ def _build_app(config: dict[str, Any] | None) -> Flask:
     instance.mkdir(parents=True, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = secret_key(instance)
+    refuse_unreadable_forms(app)  # before CSRFProtect: it would report the missing token
     CSRFProtect(app)
     app.config["RATELIMIT_ENABLED"] = bool(app.config["RATE_LIMITS"])
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
@@ -270,6 +271,25 @@ def _start_checkpoint_timer(learner: Learner) -> None:
             time.sleep(interval)
 
     threading.Thread(target=run, name="checkpoint-timer", daemon=True).start()
+
+
+def refuse_unreadable_forms(app: Flask) -> None:
+    """A URL-encoded form body that is not UTF-8 gets a 400 saying so.
+
+    Werkzeug drops such a form whole (browsers percent-encode every byte, so
+    only a hand-made request has one), and the first check to notice would be
+    the CSRF one, whose message about an expired form would mislead.
+    """
+    @app.before_request
+    def form_is_utf8() -> None:
+        if (request.method != "POST" or request.path.startswith("/api/")  # JSON, any type
+                or request.mimetype != "application/x-www-form-urlencoded"):
+            return
+        try:
+            request.get_data(cache=True).decode("utf-8")  # Werkzeug parses these cached bytes
+        except UnicodeDecodeError:
+            abort(400, "This form could not be read: its body must be URL-encoded UTF-8 "
+                       "text, as browsers send it.")
 
 
 def client_id() -> str:
@@ -370,13 +390,25 @@ def too_many_values(raw: bytes) -> bool:
     return False
 
 
+def json_int(digits: str) -> int:
+    """A JSON integer; ApiError for one longer than Python converts (4,300 digits).
+
+    Such a number is valid JSON, so "not valid JSON" would mislead.
+    """
+    try:
+        return int(digits)
+    except ValueError:
+        raise ApiError(f"the request body holds a number of {len(digits.lstrip('-')):,} "
+                       "digits, too long to read") from None
+
+
 def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
     if len(raw) > COUNT_VALUES_ABOVE and too_many_values(raw):
         raise ApiError(f"the request body holds too many JSON values for a request "
                        f"(at most {MAX_BATCH:,} reviews)")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=json_int)
     except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting
         raise ApiError("the request body is not valid JSON (in UTF-8)") from None
     if not isinstance(data, dict):

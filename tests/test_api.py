@@ -109,6 +109,8 @@ BAD_PREDICT: dict[str, tuple[str | bytes, str]] = {
     "invalid utf-8": (b'{"review": "\xff\xfe wonderful brilliant film"}', "not valid JSON"),
     "deeply nested": ("[" * 100_000 + "]" * 100_000, "too many JSON values"),  # was a 500
     "nested, small": ("[" * 20_000 + "]" * 20_000, "not valid JSON"),  # too deep to parse
+    "number of 5,000 digits": ('{"review": "a wonderful brilliant film", "n": 1' + "0" * 4999
+                               + "}", "a number of 5,000 digits, too long to read"),  # valid JSON
     "array": ('["a wonderful brilliant film"]', "must be a JSON object, not array"),
     "string": ('"a wonderful brilliant film"', "must be a JSON object, not string"),
     "null": ("null", "must be a JSON object, not null"),
@@ -148,6 +150,13 @@ def test_predict_rejects_bad_requests(app: Flask, client, case: str) -> None:
     body, message = BAD_PREDICT[case]
     response = client.post("/api/predict", data=body, content_type="application/json")
     assert_error(response, 400, message)
+    assert counts(app) == (0, 0)
+
+
+def test_a_form_type_body_that_is_not_utf8_gets_the_json_message(app: Flask, client) -> None:
+    response = client.post("/api/predict", data=b"review=\xff\xfe wonderful brilliant film",
+                           content_type="application/x-www-form-urlencoded")
+    assert_error(response, 400, "not valid JSON")  # not the HTML form's message
     assert counts(app) == (0, 0)
 
 
@@ -213,6 +222,8 @@ BAD_FEEDBACK: dict[str, tuple[str, int, str]] = {
     "unknown id": ('{"prediction_id": 999, "correct": true}', 404, "no prediction with id 999"),
     "huge id": ('{"prediction_id": 1' + "0" * 30 + ', "correct": true}', 404,  # was a 500
                 "no prediction with id"),
+    "id of 5,000 digits": ('{"prediction_id": -' + "9" * 5000 + ', "correct": true}', 400,
+                           "a number of 5,000 digits, too long to read"),
 }
 
 
