@@ -16,7 +16,10 @@ request, steadier than requests/s on a shared machine, and the load
 generator's own, which it takes from the same cores: together they bound what
 the machine can serve at all. ``--figures`` and
 ``--startup-verdicts 0`` narrow a run down, for paired comparisons of one
-figure. Every loop is bounded in time and count and only talks to 127.0.0.1.
+figure; ``--threads 4 1`` measures each thread count in turn. The app's
+per-client rate limits are off (every request comes from one address), or
+with ``--rate-limits`` on but far above the load, to measure what checking
+them costs. Every loop is bounded in time and count and only talks to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -70,6 +74,13 @@ TARGETS = {
 }
 
 
+LIFTED_RATE_LIMITS = {
+    "SENTIMENT_RATE_LIMITS": "true",
+    "SENTIMENT_PREDICT_LIMIT": '"10000000 per minute; 100000000 per hour"',
+    "SENTIMENT_VERDICT_LIMIT": '"10000000 per minute; 100000000 per hour"',
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,14 +95,18 @@ class Server:
     env_extra: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     threads: int | None = None  # None: app.py's default
+    rate_limits: bool = False
+
 
     def start(self, timeout: float = 60.0) -> float:
         """Start app.py and wait until /api/health answers; returns seconds taken."""
         env = {
             **os.environ,
             "INSTANCE_PATH": str(self.instance),
-            # The bench measures throughput: lift the per-client rate limits.
-            "SENTIMENT_RATE_LIMITS": "false",
+            # The bench measures throughput, from one address: per-client rate
+            # limits would refuse most of it. Either off, or (to measure what
+            # checking them costs) on but far above the load.
+            **(LIFTED_RATE_LIMITS if self.rate_limits else {"SENTIMENT_RATE_LIMITS": "false"}),
             **self.env_extra,
         }
         started = time.perf_counter()
@@ -315,10 +330,13 @@ def sequential_latency(port: int, n: int) -> LoadResult:
     return load("single review, sequential", port, 1, 3600, predict_call, max_requests=n)
 
 
-def startup_with_verdicts(n: int, workers: int, threads: int | None) -> dict[str, float]:
-    """Store ``n`` verdicts through a running server, stop it, time a fresh start."""
+def startup_with_verdicts(n: int, serving: dict[str, Any]) -> dict[str, float]:
+    """Store ``n`` verdicts through a running server, stop it, time a fresh start.
+
+    ``serving``: the :class:`Server` settings (workers, threads, rate_limits).
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), workers=workers, threads=threads)
+        server = Server(Path(tmp), **serving)
         server.start()
         try:
             ids = make_predictions(server.port, n)
@@ -329,20 +347,22 @@ def startup_with_verdicts(n: int, workers: int, threads: int | None) -> dict[str
                 raise RuntimeError(f"{result.errors} verdicts failed while seeding")
         finally:
             server.stop()
-        server = Server(Path(tmp), port=free_port(), workers=workers, threads=threads)
+        server = Server(Path(tmp), port=free_port(), **serving)
         seconds = server.start()
         memory = server.memory()
         server.stop()
         return {"verdicts": n, "startup_s": seconds, **memory}
 
 
-def measure(args: argparse.Namespace, workers: int) -> dict[str, object]:
-    """The figures named in ``args.figures`` for the app served by ``workers`` processes."""
-    results: dict[str, object] = {"workers": workers, "threads": args.threads}
+def measure(args: argparse.Namespace, workers: int, threads: int | None) -> dict[str, object]:
+    """The figures named in ``args.figures`` for the app served by ``workers`` processes
+    of ``threads`` threads."""
+    serving = {"workers": workers, "threads": threads, "rate_limits": args.rate_limits}
+    results: dict[str, object] = dict(serving)
     figures = set(args.figures)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), workers=workers, threads=args.threads)
+        server = Server(Path(tmp), **serving)
         results["startup_empty_s"] = server.start()
         results["memory_after_start"] = server.memory()
         try:
@@ -366,7 +386,7 @@ def measure(args: argparse.Namespace, workers: int) -> dict[str, object]:
             server.stop()
     results["load"] = [r.row() for r in rows]
     if args.startup_verdicts:
-        results["startup"] = startup_with_verdicts(args.startup_verdicts, workers, args.threads)
+        results["startup"] = startup_with_verdicts(args.startup_verdicts, serving)
     return results
 
 
@@ -385,11 +405,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="load figures to measure (default: all)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="app processes; one full measurement per value (default: 1 2)")
-    parser.add_argument("--threads", type=int, help="waitress threads per process")
+    parser.add_argument("--threads", type=int, nargs="+", default=[None],
+                        help="waitress threads per process; one full measurement per value "
+                             "and --workers value (default: app.py's)")
+    parser.add_argument("--rate-limits", action="store_true",
+                        help="keep the app's per-client rate limits on (set far above the "
+                             "load), to measure what checking them costs (default: off)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    runs = [measure(args, workers) for workers in args.workers]
+    runs = [measure(args, workers, threads)
+            for workers in args.workers for threads in args.threads]
     for results in runs:
         print_table(results)
     if args.json:
@@ -399,8 +425,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(results: dict) -> None:
     workers = results["workers"]
+    limits = "on, far above the load" if results.get("rate_limits") else "off"
     print(f"\n== {workers} worker process{'es' if workers > 1 else ''}, "
-          f"{results['threads'] or 'default'} threads each ==")
+          f"{results['threads'] or 'default'} thread{'' if results['threads'] == 1 else 's'} "
+          f"each, rate limits {limits} ==")
     print(f"{'figure':<30}{'req':>8}{'err':>5}{'req/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'p99 ms':>8}{'cpu ms':>8}{'gen ms':>8}")
     for r in results["load"]:

@@ -6,6 +6,7 @@ against the app as it is, and what it prints must be physically possible.
 
 from __future__ import annotations
 
+import http.client
 import json
 from pathlib import Path
 
@@ -39,3 +40,23 @@ def test_short_run_measures_the_app_and_the_load_generator(
         assert row["per_s"] <= 1.2 * serving.cpu_bound_per_s(row)
     printed = capsys.readouterr().out
     assert "gen ms" in printed and "cores serve at most" in printed
+
+
+@pytest.mark.parametrize("rate_limits", [False, True])
+def test_rate_limits_are_off_or_lifted_far_above_the_load(tmp_path: Path,
+                                                          rate_limits: bool) -> None:
+    server = serving.Server(tmp_path, rate_limits=rate_limits)
+    server.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("POST", "/api/predict", body=json.dumps({"review": serving.REVIEW}),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        limit = response.getheader("X-RateLimit-Limit")
+    finally:
+        server.stop()
+    if rate_limits:  # checked on every request, as in production, but never reached
+        assert limit is not None and int(limit) >= 1_000_000
+    else:
+        assert limit is None
