@@ -31,6 +31,8 @@ from flask import (
     Flask,
     Response,
     abort,
+    current_app,
+    g,
     jsonify,
     make_response,
     redirect,
@@ -40,6 +42,7 @@ from flask import (
 )
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from limits import parse_many
 from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
@@ -70,9 +73,10 @@ DEFAULTS: dict[str, Any] = {
     "BACKGROUND_CHECKPOINTS": True,
     # Per client (remote address), per process. Limits use Flask-Limiter's
     # notation; point RATELIMIT_STORAGE_URI at memcached or redis to share
-    # the counts between processes.
+    # the counts between processes. Predictions count reviews: a batch of N
+    # reviews counts N (see predictions_asked).
     "RATE_LIMITS": True,
-    "PREDICT_LIMIT": "120 per minute; 2000 per hour",
+    "PREDICT_LIMIT": "1200 per minute; 12000 per hour",
     "VERDICT_LIMIT": "30 per minute; 300 per hour",
     "RATELIMIT_STORAGE_URI": "memory://",
 }
@@ -106,8 +110,6 @@ def check_settings(config: dict[str, Any]) -> None:
     such as ``no`` stays a string, which would be true, and a rate limit
     Flask-Limiter cannot parse would silently turn that limit off.
     """
-    from limits import parse_many
-
     def wrong(key: str, what: str) -> ConfigError:
         return ConfigError(f"SENTIMENT_{key} must be {what}, not {config[key]!r}")
 
@@ -249,7 +251,8 @@ def _build_app(config: dict[str, Any] | None) -> Flask:
     if app.config["BACKGROUND_CHECKPOINTS"]:
         _start_checkpoint_timer(learner)
 
-    predictions = limiter.shared_limit(lambda: app.config["PREDICT_LIMIT"], scope="predictions")
+    predictions = limiter.shared_limit(lambda: app.config["PREDICT_LIMIT"], scope="predictions",
+                                       cost=predictions_asked)
     verdicts = limiter.shared_limit(lambda: app.config["VERDICT_LIMIT"], scope="verdicts")
     register_routes(app, learner, predictions, verdicts)
     register_api(app, learner, predictions, verdicts)
@@ -402,7 +405,44 @@ def json_int(digits: str) -> int:
                        "digits, too long to read") from None
 
 
+def predictions_asked() -> int:
+    """What this request costs against ``PREDICT_LIMIT``: the reviews it asks to predict.
+
+    Counted per request, the default limits would let one client ask for two
+    million predictions an hour (and store as many rows), 1,000 at a time. A
+    request the API refuses costs 1, like any other, and so does a batch
+    larger than the smallest limit: it could never pass, so rather than
+    spending the client's budget on it, :func:`api_predict` refuses it with a
+    400 saying so (see ``g.batch_over_limit``).
+    """
+    if request.endpoint != "api_predict":
+        return 1
+    try:
+        reviews = json_body().get("reviews")
+    except ApiError:
+        return 1
+    if not isinstance(reviews, list) or not 0 < len(reviews) <= MAX_BATCH:
+        return 1
+    smallest = min(parse_many(current_app.config["PREDICT_LIMIT"]), key=lambda lim: lim.amount)
+    if len(reviews) > smallest.amount:
+        g.batch_over_limit = smallest
+        return 1
+    return len(reviews)
+
+
 def json_body() -> dict[str, Any]:
+    """The request's JSON object, parsed once per request (the rate limiter reads it too)."""
+    if "json_body" not in g:
+        try:
+            g.json_body = parse_json_body()
+        except ApiError as exc:
+            g.json_body = exc
+    if isinstance(g.json_body, ApiError):
+        raise g.json_body
+    return g.json_body
+
+
+def parse_json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
     if len(raw) > COUNT_VALUES_ABOVE and too_many_values(raw):
         raise ApiError(f"the request body holds too many JSON values for a request "
@@ -445,6 +485,10 @@ def register_api(app: Flask, learner: Learner, predictions: Callable,
     @predictions
     def api_predict():
         data = json_body()
+        if limit := g.get("batch_over_limit"):
+            raise ApiError(f'"reviews" holds {len(data["reviews"]):,} reviews, more than the '
+                           f"rate limit allows at once ({limit}, each review counting one): "
+                           f"send at most {limit.amount:,} per request")
         if ("review" in data) == ("reviews" in data):
             raise ApiError('give exactly one of "review" (a string) or "reviews" (a list)')
         if "review" in data:
@@ -530,8 +574,10 @@ def register_errors(app: Flask) -> None:
                        f"{size_text(app.config['MAX_FORM_MEMORY_SIZE'])} of text per field "
                        f"and {app.config['MAX_FORM_PARTS']:,} fields.")
         if status == 429:
-            message = (f"Too many requests from your address (limit: {exc.description}). "
-                       "Please wait a little and try again.")
+            counted = (", each review of a batch counting one"
+                       if request.endpoint == "api_predict" else "")
+            message = (f"Too many requests from your address (limit: {exc.description}"
+                       f"{counted}). Please wait a little and try again.")
         response = render_error(status, message)
         if status == 405:
             response.headers["Allow"] = ", ".join(exc.valid_methods or [])

@@ -334,6 +334,26 @@ def test_rate_limits_answer_429_with_retry_after(make_app):
     assert other.status_code == 200
 
 
+def test_each_review_of_a_batch_counts_against_the_prediction_limit(make_app) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False, RATE_LIMITS=True,
+                   PREDICT_LIMIT="5 per minute; 50 per hour")
+    client = app.test_client()
+    review = "A wonderful, brilliant and moving film."
+    assert client.post("/api/predict", json={"reviews": [review] * 3}).status_code == 200
+    # A batch over the smallest limit could never pass: a 400 saying what
+    # would, charged as one request rather than as its six reviews.
+    too_big = client.post("/api/predict", json={"reviews": [review] * 6})
+    assert_error(too_big, 400, "more than the rate limit allows at once (5 per 1 minute")
+    assert "send at most 5 per request" in too_big.json["error"]
+    assert client.post("/api/predict", json={"review": review}).status_code == 200
+    # 3 + 1 + 1 used: nothing left, not even for a request the API would refuse.
+    assert client.post("/api/predict", json={"reviews": [review]}).status_code == 429
+    refused = client.post("/api/predict", json={"reviews": "not a list"})
+    assert refused.status_code == 429
+    assert "each review of a batch counting one" in refused.json["error"]
+    assert counts(app) == (4, 0)
+
+
 def test_apps_share_a_preloaded_base_model_and_never_train_it(
         make_app, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the pre-forked server's parent does before forking its workers."""
