@@ -408,8 +408,8 @@ def json_int(digits: str) -> int:
 def predictions_asked() -> int:
     """What this request costs against ``PREDICT_LIMIT``: the reviews it asks to predict.
 
-    Counted per request, the default limits would let one client ask for two
-    million predictions an hour (and store as many rows), 1,000 at a time. A
+    Counted per request, a limit of 2,000 an hour would let one client ask for
+    two million predictions (and store as many rows), 1,000 at a time. A
     request the API refuses costs 1, like any other, and so does a batch
     larger than the smallest limit: it could never pass, so rather than
     spending the client's budget on it, :func:`api_predict` refuses it with a
@@ -418,10 +418,11 @@ def predictions_asked() -> int:
     if request.endpoint != "api_predict":
         return 1
     try:
-        reviews = json_body().get("reviews")
+        data = json_body()
     except ApiError:
         return 1
-    if not isinstance(reviews, list) or not 0 < len(reviews) <= MAX_BATCH:
+    reviews = data.get("reviews")
+    if "review" in data or not isinstance(reviews, list) or not 0 < len(reviews) <= MAX_BATCH:
         return 1
     smallest = min(parse_many(current_app.config["PREDICT_LIMIT"]), key=lambda lim: lim.amount)
     if len(reviews) > smallest.amount:

@@ -345,13 +345,14 @@ def test_each_review_of_a_batch_counts_against_the_prediction_limit(make_app) ->
     too_big = client.post("/api/predict", json={"reviews": [review] * 6})
     assert_error(too_big, 400, "more than the rate limit allows at once (5 per 1 minute")
     assert "send at most 5 per request" in too_big.json["error"]
-    assert client.post("/api/predict", json={"review": review}).status_code == 200
+    both = client.post("/api/predict", json={"review": review, "reviews": [review] * 9})
+    assert_error(both, 400, "exactly one of")  # refused, so it costs one, not nine
     # 3 + 1 + 1 used: nothing left, not even for a request the API would refuse.
     assert client.post("/api/predict", json={"reviews": [review]}).status_code == 429
     refused = client.post("/api/predict", json={"reviews": "not a list"})
     assert refused.status_code == 429
     assert "each review of a batch counting one" in refused.json["error"]
-    assert counts(app) == (4, 0)
+    assert counts(app) == (3, 0)
 
 
 def test_apps_share_a_preloaded_base_model_and_never_train_it(
