@@ -97,7 +97,6 @@ class Server:
     threads: int | None = None  # None: app.py's default
     rate_limits: bool = False
 
-
     def start(self, timeout: float = 60.0) -> float:
         """Start app.py and wait until /api/health answers; returns seconds taken."""
         env = {
