@@ -25,13 +25,14 @@ def test_short_run_measures_the_app_and_the_load_generator(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "serving.json"
-    status = serving.main(["--seconds", "1", "--figures", "predict", "verdict",
+    status = serving.main(["--seconds", "1", "--figures", "predict", "page", "verdict",
                            "--workers", "1", "--startup-verdicts", "0",
                            "--json", str(report)])
     assert status == 0
     [run] = json.loads(report.read_text())
     rows = {row["name"]: row for row in run["load"]}
-    assert set(rows) == {"POST /api/predict", "POST /api/feedback (verdict)"}
+    assert set(rows) == {"POST /api/predict", "HTML results page",
+                         "POST /api/feedback (verdict)"}
     for row in rows.values():
         assert row["requests"] > 0 and row["errors"] == 0
         assert row["server_cpu_ms"] > 0 and row["client_cpu_ms"] > 0
@@ -40,6 +41,29 @@ def test_short_run_measures_the_app_and_the_load_generator(
         assert row["per_s"] <= 1.2 * serving.cpu_bound_per_s(row)
     printed = capsys.readouterr().out
     assert "gen ms" in printed and "cores serve at most" in printed
+
+
+def test_a_response_is_taken_whole_once_it_has_all_arrived() -> None:
+    response = (b"HTTP/1.1 201 Created\r\nCONTENT-LENGTH: 5\r\nX: y\r\n\r\nhello"
+                b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
+    buffer = bytearray()
+    statuses = []
+    for byte in range(len(response)):  # as if it came one byte at a time
+        buffer += response[byte:byte + 1]
+        if (status := serving.take_response(buffer)) is not None:
+            statuses.append((status, byte))
+    first_end = response.index(b"hello") + 4
+    assert statuses == [(201, first_end), (429, len(response) - 1)]
+    assert buffer == b""
+
+
+def test_http_request_carries_its_length_type_and_cookie() -> None:
+    request = serving.http_request("POST", "/api/predict", b'{"review": "x"}', cookie="s=1")
+    head, body = request.split(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [b"POST /api/predict HTTP/1.1", b"Host: 127.0.0.1",
+                                    b"Content-Length: 15", b"Content-Type: application/json",
+                                    b"Cookie: s=1"]
+    assert body == b'{"review": "x"}'
 
 
 @pytest.mark.parametrize("rate_limits", [False, True])
