@@ -133,7 +133,7 @@ def check_settings(config: dict[str, Any]) -> None:
         try:
             parse_many(config[key])
         except (ValueError, TypeError):
-            raise wrong(key, 'rate limits such as "120 per minute; 2000 per hour"') from None
+            raise wrong(key, 'rate limits such as "1200 per minute; 12000 per hour"') from None
 
 
 # What loading a damaged model folder raises, besides OSError (see SentimentModel.load).
