@@ -296,9 +296,9 @@ def load(
     ``make_call(client, i)`` prepares client ``i`` (a page's cookie, say) and
     returns what gives its next request, or None when it has no more. One
     thread drives every connection with a selector: a thread per client took
-    turns at this process's GIL, which cost the generator 0.34-0.51 ms of CPU
-    per request on the app's own cores (0.12-0.19 ms like this) and delayed
-    noting the responses that arrived together.
+    turns at this process's GIL, which cost the generator 0.33-0.51 ms of CPU
+    per request on the app's own cores (0.10-0.27 ms like this: see README)
+    and delayed noting the responses that arrived together.
     """
     connections = []
     for i in range(clients):
