@@ -87,6 +87,16 @@ def test_predict_batch_of_the_maximum_size(app: Flask, client) -> None:
     assert counts(app) == (1000, 0)
 
 
+def test_the_default_limits_let_a_maximum_batch_through_once_a_minute(make_app) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False, RATE_LIMITS=True)  # the default limits
+    client = app.test_client()
+    batch = {"reviews": [POSITIVE_REVIEW] * 1000}
+    response = client.post("/api/predict", json=batch)
+    assert response.status_code == 200
+    assert int(response.headers["X-RateLimit-Remaining"]) == 200  # of 1,200 a minute
+    assert client.post("/api/predict", json=batch).status_code == 429
+
+
 @pytest.mark.parametrize("value", ["{}", "[]", '""', "0"])
 def test_a_body_of_millions_of_values_is_refused_before_parsing(app: Flask, client,
                                                                 value: str) -> None:
