@@ -251,6 +251,9 @@ def _build_app(config: dict[str, Any] | None) -> Flask:
     if app.config["BACKGROUND_CHECKPOINTS"]:
         _start_checkpoint_timer(learner)
 
+    # The largest batch the prediction limits could ever let through (see predictions_asked).
+    app.extensions["batch_limit"] = min(parse_many(app.config["PREDICT_LIMIT"]),
+                                        key=lambda limit: limit.amount)
     predictions = limiter.shared_limit(lambda: app.config["PREDICT_LIMIT"], scope="predictions",
                                        cost=predictions_asked)
     verdicts = limiter.shared_limit(lambda: app.config["VERDICT_LIMIT"], scope="verdicts")
@@ -424,7 +427,7 @@ def predictions_asked() -> int:
     reviews = data.get("reviews")
     if "review" in data or not isinstance(reviews, list) or not 0 < len(reviews) <= MAX_BATCH:
         return 1
-    smallest = min(parse_many(current_app.config["PREDICT_LIMIT"]), key=lambda lim: lim.amount)
+    smallest = current_app.extensions["batch_limit"]
     if len(reviews) > smallest.amount:
         g.batch_over_limit = smallest
         return 1
