@@ -1,0 +1,24 @@
+"""Benchmarks of the model, the learner and the running app (``python -m bench.<name>``)."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+# The releases that move the figures: scikit-learn 1.9 and scipy 1.17 alone made
+# verdicts and start-up about a third slower (README, "Library versions").
+MEASURED_LIBRARIES = ("scikit-learn", "scipy", "numpy", "pandas", "Flask", "waitress")
+
+
+def library_versions() -> dict[str, str]:
+    """Python's version and the measured libraries', stored with every report.
+
+    A figure cannot be compared with another without them.
+    """
+    return {"python": platform.python_version(),
+            **{name: metadata.version(name) for name in MEASURED_LIBRARIES}}
+
+
+def versions_line() -> str:
+    """:func:`library_versions` as the one line each benchmark prints first."""
+    return "measured with " + ", ".join(f"{name} {v}" for name, v in library_versions().items())

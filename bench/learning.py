@@ -34,6 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import heap
+from bench import versions_line
 from bench.serving import REVIEW
 from feedback import FeedbackLog
 from learner import Learner
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
+    print(versions_line())
     threadpool_limits(limits=1, user_api="blas")  # as the app does
     heap.configure()  # as app.py does: a fixed mmap threshold
 

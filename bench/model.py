@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import library_versions, versions_line
 from train.data import DataError, minibatches, resolve_archive, stream_docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(versions_line())
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         results = {
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "table": [{"figure": n, "book": b, "default": v} for n, b, v, _ in table],
-                "python": sys.version.split()[0],
+                "versions": library_versions(),
             },
             indent=2,
         )

@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from bench import library_versions, versions_line
+
 ROOT = Path(__file__).resolve().parent.parent
 REVIEW = (
     "I went into this film expecting very little, since the trailer made it look like yet "
@@ -484,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    runs = [measure(args, workers, threads)
+    print(versions_line())
+    runs = [{**measure(args, workers, threads), "versions": library_versions()}
             for workers in args.workers for threads in args.threads]
     for results in runs:
         print_table(results)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import platform
 from pathlib import Path
 
 import pytest
+import scipy
+import sklearn
 
 from bench import serving
 
@@ -41,6 +44,11 @@ def test_short_run_measures_the_app_and_the_load_generator(
         assert row["per_s"] <= 1.2 * serving.cpu_bound_per_s(row)
     printed = capsys.readouterr().out
     assert "gen ms" in printed and "cores serve at most" in printed
+    # Figures move with the library releases: each run names the ones it measured.
+    assert run["versions"]["scikit-learn"] == sklearn.__version__
+    assert run["versions"]["scipy"] == scipy.__version__
+    assert printed.startswith(f"measured with python {platform.python_version()}, "
+                              f"scikit-learn {sklearn.__version__}, scipy {scipy.__version__}")
 
 
 def test_a_response_is_taken_whole_once_it_has_all_arrived() -> None:

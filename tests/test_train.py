@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy
 import scipy.sparse as sp
 
 from tests.fakes import make_reviews
@@ -165,6 +166,7 @@ def test_training_writes_pickles_manifest_and_report(trained: dict[str, TrainedR
     assert manifest["accuracy"] == {k: v["accuracy"] for k, v in run.report["accuracy"].items()}
     assert manifest["sizes"]["test"] == 80 and manifest["sizes"]["tutorial_5k"] == 40
     assert manifest["archive_sha256"] and manifest["created"]
+    assert manifest["versions"]["scipy"] == scipy.__version__  # it moves the timings
 
     report = json.loads((run.reports / f"train-{name}.json").read_text())
     assert report == json.loads(json.dumps(run.report))

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy
 import scipy.sparse as sp
 import sklearn
 from sklearn.linear_model import SGDClassifier
@@ -469,7 +470,8 @@ def run(
             "sizes": {"train": report.info["train_docs"], "holdout": preset.holdout,
                       **{k: v["n"] for k, v in report.accuracy.items()}},
             "versions": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-                         "numpy": np.__version__, "pandas": pd.__version__},
+                         "scipy": scipy.__version__, "numpy": np.__version__,
+                         "pandas": pd.__version__},
             "archive_sha256": report.info.get("archive", {}).get("sha256"),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }, extra)
