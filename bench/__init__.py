@@ -5,8 +5,9 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-# The releases that move the figures: scikit-learn 1.9 and scipy 1.17 alone made
-# verdicts and start-up about a third slower (README, "Library versions").
+# The releases that move the figures: scikit-learn 1.9 alone made a verdict's
+# update 2-3 times slower, scipy 1.17 start-up about 0.6 s slower (README,
+# "Library versions").
 MEASURED_LIBRARIES = ("scikit-learn", "scipy", "numpy", "pandas", "Flask", "waitress")
 
 
