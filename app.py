@@ -143,11 +143,13 @@ MODEL_ERRORS = (ValueError, KeyError, EOFError, pickle.UnpicklingError)
 _preloaded: dict[str, SentimentModel] = {}
 
 
-def settings() -> Config:
-    """DEFAULTS overridden by SENTIMENT_* variables, checked (raises ConfigError)."""
+def settings(overrides: dict[str, Any] | None = None) -> Config:
+    """DEFAULTS overridden by SENTIMENT_* variables, then ``overrides``; checked
+    (raises ConfigError)."""
     config = Config(str(ROOT))
     config.update(DEFAULTS)
     config.from_prefixed_env("SENTIMENT")
+    config.update(overrides or {})
     check_settings(config)
     return config
 
@@ -211,10 +213,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def _build_app(config: dict[str, Any] | None) -> Flask:
     app = Flask(__name__, instance_path=(config or {}).get("INSTANCE_PATH")
                 or os.environ.get("INSTANCE_PATH") or str(ROOT / "instance"))
-    app.config.update(DEFAULTS)
-    app.config.from_prefixed_env("SENTIMENT")
-    app.config.update(config or {})
-    check_settings(app.config)
+    app.config.update(settings(config))
     instance = Path(app.instance_path)
     if instance.exists() and not instance.is_dir():
         raise NotADirectoryError(f"the instance folder {instance} is a file (INSTANCE_PATH)")

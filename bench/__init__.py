@@ -20,6 +20,7 @@ def library_versions() -> dict[str, str]:
             **{name: metadata.version(name) for name in MEASURED_LIBRARIES}}
 
 
-def versions_line() -> str:
-    """:func:`library_versions` as the one line each benchmark prints first."""
-    return "measured with " + ", ".join(f"{name} {v}" for name, v in library_versions().items())
+def versions_line(versions: dict[str, str] | None = None) -> str:
+    """``versions`` (default: :func:`library_versions`) as the line each benchmark prints first."""
+    versions = versions or library_versions()
+    return "measured with " + ", ".join(f"{name} {v}" for name, v in versions.items())

@@ -486,8 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    print(versions_line())
-    runs = [{**measure(args, workers, threads), "versions": library_versions()}
+    versions = library_versions()
+    print(versions_line(versions))
+    runs = [{**measure(args, workers, threads), "versions": versions}
             for workers in args.workers for threads in args.threads]
     for results in runs:
         print_table(results)
