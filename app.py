@@ -52,7 +52,7 @@ from feedback import MAX_ID, FeedbackError, FeedbackLog, UnknownPrediction
 from forms import MAX_REVIEW, MIN_REVIEW, WORDLESS, FeedbackForm, ReviewForm
 from learner import Learner, LearnerConfig
 from model import SentimentModel
-from vectorizer import PKL_DIR
+from vectorizer import PKL_DIR, has_words
 
 ROOT = Path(__file__).resolve().parent
 MAX_BATCH = 1_000
@@ -324,7 +324,7 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
         review = form.review.data
         # Split and hashed once, for the prediction and its explanation.
         analysed = learner.model.vectorizer.analyse(review)
-        if not analysed:
+        if not analysed or not has_words(review):
             form.review.errors.append(f"Your review {WORDLESS}")
             return render_template("index.html", form=form), 400
         X = learner.model.vectorizer.transform_analysed([analysed])
@@ -504,7 +504,8 @@ def register_api(app: Flask, learner: Learner, predictions: Callable,
                 raise ApiError(f'"reviews" holds {len(items):,} reviews; at most {MAX_BATCH:,}')
             reviews = [check_review(r, f"reviews[{i}]") for i, r in enumerate(items)]
         X = learner.model.transform(reviews)
-        wordless = np.flatnonzero(np.diff(X.indptr) == 0)
+        wordless = [i for i, (text, n) in enumerate(zip(reviews, np.diff(X.indptr), strict=True))
+                    if n == 0 or not has_words(text)]
         if len(wordless):
             where = "review" if "review" in data else f"reviews[{wordless[0]}]"
             raise ApiError(f"{where} {WORDLESS}")

@@ -369,6 +369,13 @@ def prepare_for_serving(clf: SGDClassifier, online: dict[str, Any]) -> SGDClassi
     return served
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of an ``.npy`` file."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
 def save_base(
     out_dir: Path,
     classifier: SGDClassifier,
@@ -385,11 +392,9 @@ def save_base(
         "stopwords.pkl": pickle.dumps(list(stopwords), protocol=pickle.HIGHEST_PROTOCOL),
     }
     if weights is not None:
-        buf = io.BytesIO()
-        np.save(buf, weights, allow_pickle=False)
-        files[manifest["vectorizer"]["feature_weights"]] = buf.getvalue()
+        files[manifest["vectorizer"]["feature_weights"]] = npy_bytes(weights)
     files.update(extra_files or {})
-    for stale in ("feature_weights.npy", "holdout.csv.gz"):
+    for stale in ("feature_weights.npy", "columns.npy", "holdout.csv.gz"):
         if stale not in files:
             (out_dir / stale).unlink(missing_ok=True)
     for name, data in files.items():

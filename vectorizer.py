@@ -26,6 +26,7 @@ import hashlib
 import json
 import pickle
 import re
+import string
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
@@ -46,6 +47,13 @@ EMOTICON = re.compile(r"(?::|;|=)(?:-)?(?:\)|\(|D|P)")
 NON_WORD = re.compile(r"\W+")
 # "!" and "?" carry sentiment ("awful!!!") that splitting on \W throws away.
 EMPHASIS = re.compile(r"[!?]")
+# Every ASCII punctuation mark and the typographic ones reviews use, each to
+# become a token of its own where it stands ("great !", ": )", "... not").
+PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "“”¨«»®´·º½¾¿¡§£₤‘’])")
+
+# A letter or a digit: what makes a token a word. Punctuation marks and emoji
+# are tokens of the default model too, but a review of nothing else is no review.
+WORD_CHARACTER = re.compile(r"[^\W_]")
 
 # Words of the NLTK list that flip the meaning of what follows. Dropping them
 # turns "not good" into "good"; stopword lists for n-gram models keep them.
@@ -61,20 +69,32 @@ def without_negations(stopwords: Iterable[str]) -> list[str]:
     return sorted(words - negations)
 
 
+def has_words(text: str) -> bool:
+    """Whether the review has a letter or digit outside its HTML tags."""
+    return WORD_CHARACTER.search(HTML_TAG.sub(" ", text)) is not None
+
+
 class Tokenizer:
     """The tutorial's tokenizer, as a picklable callable.
 
     Strips HTML tags, keeps emoticons such as ``:)`` ``;-(`` ``=D`` (nose
     removed), lowercases, splits on non-word characters and drops stopwords.
     Porter stemming and "!"/"?" tokens are options, off in the tutorial.
+
+    With ``punctuation``, every punctuation mark is a token where it stands
+    instead of a separator, so n-grams see "bad !" and ": )" (emoticons are
+    then no longer collected apart): about 0.4 points of cross-validated
+    accuracy for the default model.
     """
 
     def __init__(
-        self, stopwords: Iterable[str] = (), stem: bool = False, emphasis: bool = False
+        self, stopwords: Iterable[str] = (), stem: bool = False, emphasis: bool = False,
+        punctuation: bool = False,
     ) -> None:
         self.stopwords = frozenset(stopwords)
         self.stem = stem
         self.emphasis = emphasis
+        self.punctuation = punctuation
         self._stemmer = None
         if stem:
             from nltk.stem.porter import PorterStemmer
@@ -83,9 +103,15 @@ class Tokenizer:
 
     def __call__(self, text: str) -> list[str]:
         text = HTML_TAG.sub(" ", text)
-        emoticons = [e.replace("-", "") for e in EMOTICON.findall(text)]
         stop = self.stopwords
-        words = [w for w in NON_WORD.split(text.lower()) if w and w not in stop]
+        if self.punctuation:
+            emoticons = []
+            words = PUNCTUATION.sub(r" \1 ", text.lower()).split()
+            if stop:  # (filtering against none costs 40% of tokenizing)
+                words = [w for w in words if w not in stop]
+        else:
+            emoticons = [e.replace("-", "") for e in EMOTICON.findall(text)]
+            words = [w for w in NON_WORD.split(text.lower()) if w and w not in stop]
         if self._stemmer is not None:
             words = [self._stemmer.stem(w) for w in words]
         if self.emphasis:
@@ -93,7 +119,8 @@ class Tokenizer:
         return words + emoticons
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"stopwords": self.stopwords, "stem": self.stem, "emphasis": self.emphasis}
+        return {"stopwords": self.stopwords, "stem": self.stem, "emphasis": self.emphasis,
+                "punctuation": self.punctuation}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -104,7 +131,7 @@ class Tokenizer:
 # whenever the tokenizer's code changes, so that columns stored before are
 # no longer used.
 RAW_SETTINGS = ("n_features", "ngram_range", "binary", "alternate_sign", "hasher_norm",
-                "stem", "emphasis")
+                "stem", "emphasis", "punctuation", "hashed_features")
 STORED_FORMAT = 1
 # A stored row: the fingerprint, then this header (gap width in bytes, CRC-32 of
 # the gaps), then the gaps.
@@ -128,6 +155,12 @@ class VectorizerSpec:
     hasher_norm: str | None = "l2"
     stem: bool = False
     emphasis: bool = False
+    punctuation: bool = False
+    # Column selection (see ColumnMap): n-grams are hashed into
+    # ``hashed_features`` buckets, and the file ``columns`` lists the buckets
+    # that keep a column of their own. None: hash straight into n_features.
+    hashed_features: int | None = None
+    columns: str | None = None
     # Per-feature scale (Naive-Bayes log-count ratio) then row l2 norm.
     feature_weights: str | None = None
     row_norm: bool = False
@@ -144,6 +177,85 @@ class VectorizerSpec:
         data = dict(data)
         data["ngram_range"] = tuple(data.get("ngram_range", (1, 1)))
         return cls(**data)
+
+
+class ColumnMap:
+    """Hash buckets -> model columns: a kept bucket gets a column of its own, the rest share.
+
+    Hashing trigrams straight into 2**20 columns makes every frequent n-gram
+    share its column with rare ones, whose noise the classifier cannot tell
+    apart. So n-grams are hashed into many more buckets; the buckets most
+    frequent in training (``kept``, sorted) become columns ``0..len(kept)-1``
+    in order, and every other bucket, including those of n-grams never seen
+    in training, folds into the remaining "spare" columns by modulo, where
+    feedback can still teach them. Worth about 0.2 points of cross-validated
+    accuracy over plain hashing for the default model.
+
+    A kept bucket's column is its rank among the kept ones, read from a
+    bitmap of the buckets and the running count of set bits per 64-bit word:
+    3 MB for 2**24 buckets, a constant time per n-gram (a binary search over
+    the kept buckets took twice as long for one review, eight times as long
+    for a training batch).
+    """
+
+    def __init__(self, kept: np.ndarray, n_columns: int, n_buckets: int) -> None:
+        kept = np.asarray(kept, dtype=np.int64)
+        if not 0 < len(kept) < n_columns:
+            raise ValueError(f"{len(kept)} kept buckets leave no spare column of {n_columns}")
+        if (np.diff(kept) <= 0).any() or kept[0] < 0 or kept[-1] >= n_buckets:
+            raise ValueError(f"kept buckets must be sorted, distinct and below {n_buckets}")
+        self.kept = kept
+        self.n_columns = n_columns
+        self.n_buckets = n_buckets
+        self.n_kept = len(kept)
+        is_kept = np.zeros(-(-n_buckets // 64) * 64, dtype=bool)
+        is_kept[kept] = True
+        self._words = np.packbits(is_kept, bitorder="little").view("<u8")
+        set_bits = np.bitwise_count(self._words).astype(np.int64)
+        self._rank = np.cumsum(set_bits) - set_bits  # kept buckets before each word
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.kept.astype("<i8").tobytes()).digest()
+
+    def __call__(self, buckets: np.ndarray) -> np.ndarray:
+        """The column of each bucket (int32, same shape)."""
+        buckets = np.asarray(buckets, dtype=np.int64)
+        word_of = buckets >> 6
+        words = self._words[word_of]
+        bit = (buckets & 63).astype(np.uint64)
+        below = words & ((np.uint64(1) << bit) - np.uint64(1))
+        rank = self._rank[word_of] + np.bitwise_count(below)
+        spare = self.n_kept + buckets % (self.n_columns - self.n_kept)
+        return np.where((words >> bit) & np.uint64(1), rank, spare).astype(np.int32)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"kept": self.kept, "n_columns": self.n_columns, "n_buckets": self.n_buckets}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+
+class WordNGrams:
+    """A review -> its word n-grams in order, repeats included: sklearn's word analyzer.
+
+    The same list as ``HashingVectorizer(tokenizer=..., ngram_range=...)``'s
+    analyzer (tested), built by mapping ``str.join`` over zipped token
+    streams instead of sklearn's Python loop over slices: a quarter faster,
+    and this split is half the cost of vectorising a review.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, ngram_range: tuple[int, int]) -> None:
+        self.tokenizer = tokenizer
+        self.ngram_range = tuple(ngram_range)
+
+    def __call__(self, doc: str) -> list[str]:
+        tokens = self.tokenizer(doc)
+        low, high = self.ngram_range
+        grams = tokens[:] if low == 1 else []
+        for n in range(max(low, 2), high + 1):
+            grams += map(" ".join, zip(*(tokens[i:] for i in range(n)), strict=False))
+        return grams
 
 
 def _already_analysed(grams: list[str]) -> list[str]:
@@ -164,33 +276,41 @@ class ReviewVectorizer:
         spec: VectorizerSpec,
         stopwords: Iterable[str] = (),
         weights: np.ndarray | None = None,
+        columns: ColumnMap | None = None,
     ) -> None:
         if weights is not None and weights.shape != (spec.n_features,):
             raise ValueError(
                 f"feature weights have shape {weights.shape}, expected ({spec.n_features},)"
             )
+        if spec.hashed_features is not None and (
+                spec.hashed_features <= spec.n_features or not spec.binary):
+            raise ValueError("column selection needs binary features and hashed_features "
+                             "above n_features")
+        if columns is not None and (columns.n_columns, columns.n_buckets) != (
+                spec.n_features, spec.hashed_features):
+            raise ValueError(f"the column map is for {columns.n_buckets} buckets and "
+                             f"{columns.n_columns} columns, not this vectorizer's")
         self.spec = spec
-        self.tokenizer = Tokenizer(stopwords, stem=spec.stem, emphasis=spec.emphasis)
+        self.tokenizer = Tokenizer(stopwords, stem=spec.stem, emphasis=spec.emphasis,
+                                   punctuation=spec.punctuation)
         self.weights = weights
+        self.columns = columns
+        self.n_buckets = spec.hashed_features or spec.n_features
+        self._analyse = WordNGrams(self.tokenizer, spec.ngram_range)
         self.hasher = HashingVectorizer(
-            tokenizer=self.tokenizer,
-            token_pattern=None,
-            lowercase=False,
-            decode_error="ignore",
-            ngram_range=spec.ngram_range,
-            n_features=spec.n_features,
+            analyzer=self._analyse,
+            n_features=self.n_buckets,
             binary=spec.binary,
             alternate_sign=spec.alternate_sign,
             norm=spec.hasher_norm,
             dtype=np.dtype(spec.dtype),
         )
-        self._analyse = self.hasher.build_analyzer()
         # The same hashing for reviews already split by analyse(): the results
         # page needs a review's n-grams as well as its features, and splitting
         # is half the cost of vectorising.
         self._gram_hasher = HashingVectorizer(
             analyzer=_already_analysed,
-            n_features=spec.n_features,
+            n_features=self.n_buckets,
             binary=spec.binary,
             alternate_sign=spec.alternate_sign,
             norm=spec.hasher_norm,
@@ -202,14 +322,36 @@ class ReviewVectorizer:
         return self._analyse(doc)
 
     def raw_counts(self, docs: Iterable[str]) -> sp.csr_matrix:
-        """The hashed n-gram features before any weighting (for NB counts)."""
+        """The hashed n-gram features before any weighting (for NB counts).
+
+        In the model's columns; for a spec with column selection but no
+        column map yet (training's first pass), in the hash buckets.
+        """
         if isinstance(docs, str):  # would be read as one review per character
             raise TypeError("expected a list of reviews, got one string: wrap it in a list")
         return self.raw_counts_of(self.analyse(doc) for doc in docs)
 
     def raw_counts_of(self, analysed: Iterable[list[str]]) -> sp.csr_matrix:
         """:meth:`raw_counts` of reviews already split by :meth:`analyse`."""
-        return sp.csr_matrix(self._gram_hasher.transform(analysed))
+        X = sp.csr_matrix(self._gram_hasher.transform(analysed))
+        return X if self.columns is None else self.to_columns(X)
+
+    def to_columns(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """Raw counts over the hash buckets -> over the model's columns (see ColumnMap).
+
+        Counts already over the columns come back unchanged, so training can
+        pass every cached batch through.
+        """
+        if X.shape[1] == self.spec.n_features:
+            return X
+        if self.columns is None or X.shape[1] != self.n_buckets:
+            raise ValueError(f"features with {X.shape[1]} columns need a column map "
+                             f"for {self.n_buckets} buckets")
+        mapped = sp.csr_matrix((X.data.copy(), self.columns(X.indices), X.indptr.copy()),
+                               shape=(X.shape[0], self.spec.n_features))
+        mapped.sum_duplicates()  # sorts each row; buckets sharing a spare column merge
+        mapped.data[:] = 1  # binary (checked when built)
+        return mapped
 
     def transform(self, docs: Iterable[str]) -> sp.csr_matrix:
         return self.finish(self.raw_counts(docs))
@@ -228,9 +370,15 @@ class ReviewVectorizer:
                 raise ValueError("this vectorizer was built without its feature weights")
             X.data *= self.weights[X.indices]
         if self.spec.row_norm:
+            squares = X.data.astype(np.float64) ** 2
+            if self.columns is not None:
+                # Spare columns stay out of the norm: an n-gram rare or new to
+                # the model neither shrinks the known ones nor loses the fixed
+                # scale feedback learns it with (cross-validated: no cost).
+                squares[X.indices >= self.columns.n_kept] = 0.0
             norms = np.sqrt(np.bincount(
                 np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)),
-                weights=X.data.astype(np.float64) ** 2, minlength=X.shape[0],
+                weights=squares, minlength=X.shape[0],
             ))
             norms[norms == 0] = 1.0
             X.data /= np.repeat(norms, np.diff(X.indptr)).astype(X.dtype)
@@ -240,13 +388,16 @@ class ReviewVectorizer:
     def fingerprint(self) -> bytes:
         """Identifies the raw features: equal fingerprints hash a text to the same columns.
 
-        Everything :meth:`raw_counts` depends on (hashing settings and
-        stopwords), not the per-feature weights, which :meth:`finish` applies.
+        Everything :meth:`raw_counts` depends on (hashing settings, stopwords
+        and the column map), not the per-feature weights, which :meth:`finish`
+        applies.
         """
         spec = self.spec.to_json()
         raw = {key: spec[key] for key in RAW_SETTINGS}
         raw["stopwords"] = sorted(self.tokenizer.stopwords)
         raw["format"] = STORED_FORMAT
+        if self.columns is not None:
+            raw["columns"] = self.columns.digest.hex()
         return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).digest()[:FINGERPRINT_BYTES]
 
     @property
@@ -310,13 +461,15 @@ class ReviewVectorizer:
     def feature_index(self, grams: Sequence[str]) -> np.ndarray:
         """Hash bucket of each n-gram, exactly as the hasher places it.
 
-        FeatureHasher's rule, one MurmurHash3 per n-gram: ``abs(h) % n_features``
+        FeatureHasher's rule, one MurmurHash3 per n-gram: ``abs(h) % n_buckets``
         (Python integers make sklearn's special case for ``h = -2**31`` the
-        plain formula), without building a sparse row per n-gram; a test
-        checks both agree.
+        plain formula), then the column map if any, without building a sparse
+        row per n-gram; a test checks both agree.
         """
-        n = self.spec.n_features
-        return np.fromiter((abs(murmurhash3_32(g, 0)) % n for g in grams), np.int64, len(grams))
+        n = self.n_buckets
+        buckets = np.fromiter((abs(murmurhash3_32(g, 0)) % n for g in grams), np.int64,
+                              len(grams))
+        return buckets if self.columns is None else self.columns(buckets).astype(np.int64)
 
 
 def write_features(fh: BinaryIO, X: sp.csr_matrix, y: np.ndarray,
@@ -353,10 +506,13 @@ def load_vectorizer(pkl_dir: Path = PKL_DIR) -> ReviewVectorizer:
     pkl_dir = Path(pkl_dir)
     manifest = json.loads((pkl_dir / "manifest.json").read_text())
     spec = VectorizerSpec.from_json(manifest["vectorizer"])
-    weights = None
+    weights = columns = None
     if spec.feature_weights:
         weights = np.load(pkl_dir / spec.feature_weights, allow_pickle=False)
-    return ReviewVectorizer(spec, load_stopwords(pkl_dir), weights)
+    if spec.columns:
+        kept = np.load(pkl_dir / spec.columns, allow_pickle=False)
+        columns = ColumnMap(kept, spec.n_features, spec.hashed_features)
+    return ReviewVectorizer(spec, load_stopwords(pkl_dir), weights, columns)
 
 
 def __getattr__(name: str) -> Any:

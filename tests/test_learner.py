@@ -137,11 +137,11 @@ def test_a_verdict_on_a_review_without_words_is_learned_and_replayed(make_app, t
     learner = app.extensions["learner"]
     honest(learner, 2, seed=5)
     before = learner.model.state()
-    give(learner, "!!!!!!!!!!!!!!!!!!!!", 0)  # alone: no column at all
+    give(learner, "<br /><br />", 0)  # alone: no column at all
     after = learner.model.state()
     assert after.coef.tobytes() == before.coef.tobytes()
     assert after.intercept.tobytes() != before.intercept.tobytes()  # as sklearn's own call
-    pid, _, _ = learner.predict(["?? ... !!"])[0]
+    pid, _, _ = learner.predict(["<p> </p>"])[0]
     honest(learner, 1, seed=6)
     learner.verdict(pid, True)  # with others in one partial_fit
     assert learner.applied_id == 5

@@ -26,7 +26,7 @@ from train.data import DataError, stream_docs
 from train.evaluate import Metrics
 from train.pipeline import FeatureCache, FeaturePool, bounded_map, load_batch, save_batch
 from train.presets import BOOK, OFFICIAL_TEST, TUTORIAL_5K, EvalSet
-from train.train import count_documents, eval_docs, eval_jobs, nb_weights
+from train.train import count_documents, eval_docs, eval_jobs, kept_buckets, nb_weights
 from vectorizer import ReviewVectorizer, VectorizerSpec, load_vectorizer
 
 pytest_plugins = ["tests.train_fixtures"]
@@ -48,6 +48,23 @@ def test_count_documents_is_the_per_class_document_frequency() -> None:
     present = X.toarray() != 0
     np.testing.assert_array_equal(pos, present[y == 1].sum(axis=0))
     np.testing.assert_array_equal(neg, present[y == 0].sum(axis=0))
+
+
+def test_kept_buckets_are_the_most_frequent_ties_to_the_lower_bucket() -> None:
+    df = np.array([0, 5, 2, 7, 2, 0, 2, 1, 9], dtype=np.int32)
+    np.testing.assert_array_equal(kept_buckets(df, 4), [1, 2, 3, 8])  # 2 of three tied 2s
+    np.testing.assert_array_equal(kept_buckets(df, 5), [1, 2, 3, 4, 8])
+    np.testing.assert_array_equal(kept_buckets(df, 100), np.flatnonzero(df))  # never df 0
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        df = rng.poisson(rng.uniform(0.2, 4.0), int(rng.integers(1, 400))).astype(np.int32)
+        n = int(rng.integers(1, len(df) + 1))
+        if not df.any():
+            continue
+        by_rank = np.lexsort((np.arange(len(df)), -df))[:min(n, np.count_nonzero(df))]
+        np.testing.assert_array_equal(kept_buckets(df, n), np.sort(by_rank))
+    with pytest.raises(DataError):
+        kept_buckets(np.zeros(8, dtype=np.int32), 3)
 
 
 def test_nb_weights_favour_features_that_separate_the_classes() -> None:
@@ -155,7 +172,10 @@ def test_training_writes_pickles_manifest_and_report(trained: dict[str, TrainedR
     files = {p.name for p in run.out.iterdir()}
     expected = {"classifier.pkl", "stopwords.pkl", "manifest.json"}
     if name == "default":
-        expected |= {"feature_weights.npy", "holdout.csv.gz"}
+        expected |= {"feature_weights.npy", "columns.npy", "holdout.csv.gz"}
+        kept = np.load(run.out / "columns.npy")
+        assert kept.dtype == np.int32 and (np.diff(kept) > 0).all()
+        assert len(kept) <= round(run.preset.kept_share * run.preset.vectorizer.n_features)
     assert files == expected
     manifest = json.loads((run.out / "manifest.json").read_text())
     assert set(manifest["files"]) == expected - {"manifest.json"}

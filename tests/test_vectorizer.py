@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.feature_extraction import FeatureHasher
+from sklearn.feature_extraction.text import HashingVectorizer
 
 from tests.fakes import make_reviews
 from tests.tiny_aclimdb import ROOT, TrainedRun
@@ -18,9 +19,11 @@ from vectorizer import (
     FINGERPRINT_BYTES,
     PKL_DIR,
     STORED_HEADER,
+    ColumnMap,
     ReviewVectorizer,
     Tokenizer,
     VectorizerSpec,
+    WordNGrams,
     load_vectorizer,
     without_negations,
 )
@@ -69,6 +72,15 @@ def test_tokenizer_pickles_with_its_settings() -> None:
     assert twin(text) == tokenizer(text) == ["runner", "ran", "!"]
 
 
+def test_punctuation_marks_can_be_tokens_where_they_stand() -> None:
+    text = "Bad!! <br />Not good, at all :-) “Meh”"
+    tokenizer = Tokenizer(punctuation=True)
+    assert tokenizer(text) == ["bad", "!", "!", "not", "good", ",", "at", "all", ":", "-", ")",
+                               "“", "meh", "”"]
+    assert Tokenizer(["at", "!"], punctuation=True)("at all!") == ["all"]
+    assert pickle.loads(pickle.dumps(tokenizer))(text) == tokenizer(text)
+
+
 def test_negations_survive_the_n_gram_stopword_list() -> None:
     kept = without_negations(["the", "not", "no", "nor", "didn", "didn't", "a", "t"])
     assert kept == ["a", "the"]
@@ -92,18 +104,29 @@ def test_transform_is_raw_counts_then_finish() -> None:
 @pytest.mark.parametrize("spec", [
     VectorizerSpec(),  # the book preset's: signed counts, l2 norm by the hasher
     VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True, alternate_sign=False,
-                   hasher_norm=None, dtype="float32"),  # the default's
-], ids=["book", "default"])
+                   hasher_norm=None, dtype="float32"),
+    VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True, alternate_sign=False,
+                   hasher_norm=None, punctuation=True, dtype="float32"),  # the default's
+], ids=["book", "trigrams", "trigrams with punctuation"])
 def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: VectorizerSpec) -> None:
     """raw_counts splits each review with analyse() and hashes the n-grams; it must be
-    bit for bit what a HashingVectorizer with our tokenizer gives for the text."""
+    bit for bit what sklearn's HashingVectorizer with our tokenizer gives for the text."""
     vect = ReviewVectorizer(spec, ["the", "a"])
     docs = [t for t, _ in make_reviews(60)] + [
-        "", "!!!!", "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't",
+        "", "!!!!", "Two words", "One", "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't",
         "good good good good, the the the end :-)",
     ]
     X = vect.raw_counts(docs)
-    expected = vect.hasher.transform(docs)
+    sklearns = HashingVectorizer(
+        tokenizer=vect.tokenizer, token_pattern=None, lowercase=False,
+        ngram_range=spec.ngram_range, n_features=spec.n_features, binary=spec.binary,
+        alternate_sign=spec.alternate_sign, norm=spec.hasher_norm, dtype=np.dtype(spec.dtype))
+    for ngram_range in ((1, 1), (1, 2), (2, 3), (1, 3)):
+        sklearns.set_params(ngram_range=ngram_range)
+        ours = WordNGrams(vect.tokenizer, ngram_range)
+        assert [ours(doc) for doc in docs] == [sklearns.build_analyzer()(doc) for doc in docs]
+    sklearns.set_params(ngram_range=spec.ngram_range)
+    expected = sklearns.transform(docs)
     assert X.dtype == expected.dtype
     for part in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(X, part), getattr(expected, part))
@@ -112,8 +135,9 @@ def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: Vector
     with pytest.raises(TypeError, match="wrap it in a list"):
         vect.transform(docs[0])  # sklearn refuses a bare string too
     trigrams = ["good good good", "good good end", "good end :)"]
-    assert list(dict.fromkeys(vect.analyse(docs[-1]))) == ["good", "end", ":)"] + (
-        ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
+    if not spec.punctuation:
+        assert list(dict.fromkeys(vect.analyse(docs[-1]))) == ["good", "end", ":)"] + (
+            ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
 
 
 def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
@@ -127,6 +151,82 @@ def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
                            alternate_sign=False)
     expected = hasher.transform([[g] for g in grams]).tocsr().indices
     np.testing.assert_array_equal(vect.feature_index(grams), expected)
+
+
+# -- column selection -------------------------------------------------------------------
+
+SELECTING = VectorizerSpec(n_features=2**10, ngram_range=(1, 2), binary=True,
+                           alternate_sign=False, hasher_norm=None, punctuation=True,
+                           hashed_features=2**16, columns="columns.npy",
+                           feature_weights="w.npy", row_norm=True, dtype="float32")
+
+
+def selecting_vectorizer(seed: int = 0) -> tuple[ReviewVectorizer, ReviewVectorizer]:
+    """(a vectorizer with a random column map, the same without its map: hash buckets).
+
+    The map keeps 700 random buckets of those the generated reviews use, so
+    that reviews have kept and spare columns.
+    """
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.1, 2.0, SELECTING.n_features).astype(np.float32)
+    buckets_only = ReviewVectorizer(SELECTING, [], weights)
+    used = np.unique(buckets_only.raw_counts([t for t, _ in make_reviews(100)]).indices)
+    kept = np.sort(rng.choice(used, 700, replace=False))
+    columns = ColumnMap(kept, SELECTING.n_features, SELECTING.hashed_features)
+    return ReviewVectorizer(SELECTING, [], weights, columns), buckets_only
+
+
+def test_column_map_ranks_kept_buckets_and_folds_the_rest() -> None:
+    vect, _ = selecting_vectorizer()
+    columns = vect.columns
+    buckets = np.arange(SELECTING.hashed_features)
+    mapped = columns(buckets)
+    assert mapped.dtype == np.int32
+    np.testing.assert_array_equal(mapped[columns.kept], np.arange(700))
+    others = np.setdiff1d(buckets, columns.kept)
+    np.testing.assert_array_equal(mapped[others], 700 + others % (SELECTING.n_features - 700))
+    twin = pickle.loads(pickle.dumps(columns))
+    np.testing.assert_array_equal(twin(buckets), mapped)
+    for kept in ([5, 3], [3, 3], [2**16], list(range(2**10)), []):
+        with pytest.raises(ValueError):
+            ColumnMap(np.array(kept), SELECTING.n_features, SELECTING.hashed_features)
+
+
+def test_selected_columns_are_the_hashed_buckets_mapped() -> None:
+    vect, buckets_only = selecting_vectorizer()
+    docs = [t for t, _ in make_reviews(30)] + ["", "Great!!! :)"]
+    X = vect.raw_counts(docs)
+    hashed = buckets_only.raw_counts(docs)  # the map unknown: training's first pass
+    assert X.shape[1] == SELECTING.n_features and hashed.shape[1] == SELECTING.hashed_features
+    assert X.has_canonical_format and (X.data == 1).all()
+    for i in range(len(docs)):
+        row = hashed.indices[hashed.indptr[i]:hashed.indptr[i + 1]]
+        assert X.indices[X.indptr[i]:X.indptr[i + 1]].tolist() == sorted(set(vect.columns(row)))
+    assert_same_csr(vect.to_columns(hashed), X)
+    grams = vect.analyse(docs[0])
+    np.testing.assert_array_equal(vect.feature_index(grams),
+                                  vect.columns(buckets_only.feature_index(grams)))
+    with pytest.raises(ValueError, match="column map"):
+        buckets_only.to_columns(hashed)
+
+
+def test_spare_columns_stay_out_of_the_row_norm() -> None:
+    vect, _ = selecting_vectorizer()
+    X = vect.transform([t for t, _ in make_reviews(20)])
+    n_kept = vect.columns.n_kept
+    for i in range(X.shape[0]):
+        data, columns = X.data[X.indptr[i]:X.indptr[i + 1]], X.indices[X.indptr[i]:X.indptr[i + 1]]
+        assert (columns < n_kept).any() and (columns >= n_kept).any()
+        assert np.linalg.norm(data[columns < n_kept]) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_stored_columns_name_their_column_map() -> None:
+    vect, _ = selecting_vectorizer(seed=0)
+    other, _ = selecting_vectorizer(seed=1)
+    rows = vect.encode_rows(vect.transform(STORED_TEXTS))
+    assert_same_csr(vect.decode_rows(rows), vect.transform(STORED_TEXTS))
+    assert other.fingerprint != vect.fingerprint
+    assert other.decode_rows(rows) is None
 
 
 # -- feature columns stored with predictions ------------------------------------------
