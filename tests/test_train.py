@@ -8,12 +8,14 @@ import pickle
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy
 import scipy.sparse as sp
+from sklearn.linear_model import SGDClassifier
 
 from tests.fakes import make_reviews
 from tests.tiny_aclimdb import (
@@ -25,9 +27,16 @@ from tests.tiny_aclimdb import (
 from train.data import DataError, stream_docs
 from train.evaluate import Metrics
 from train.pipeline import FeatureCache, FeaturePool, bounded_map, load_batch, save_batch
-from train.presets import BOOK, OFFICIAL_TEST, TUTORIAL_5K, EvalSet
-from train.train import count_documents, eval_docs, eval_jobs, kept_buckets, nb_weights
-from vectorizer import ReviewVectorizer, VectorizerSpec, load_vectorizer
+from train.presets import BOOK, DEFAULT, OFFICIAL_TEST, TUTORIAL_5K, EvalSet
+from train.train import (
+    count_documents,
+    eval_docs,
+    eval_jobs,
+    kept_buckets,
+    nb_weights,
+    serving_weights,
+)
+from vectorizer import ColumnMap, ReviewVectorizer, VectorizerSpec, load_vectorizer
 
 pytest_plugins = ["tests.train_fixtures"]
 
@@ -65,6 +74,24 @@ def test_kept_buckets_are_the_most_frequent_ties_to_the_lower_bucket() -> None:
         np.testing.assert_array_equal(kept_buckets(df, n), np.sort(by_rank))
     with pytest.raises(DataError):
         kept_buckets(np.zeros(8, dtype=np.int32), 3)
+
+
+def test_spare_columns_come_alive_only_once_served() -> None:
+    columns = ColumnMap(np.array([1, 4, 6]), n_columns=5, n_buckets=8)
+    weights = np.array([0.3, 0.7, 0.2, 0.0, 0.0], dtype=np.float32)  # as trained
+    clf = SGDClassifier().fit(np.eye(5)[:2], [0, 1])
+    clf.coef_[0, 3:] = 0.0
+    served = serving_weights(weights, columns, 1.0, clf)
+    np.testing.assert_array_equal(served, np.float32([0.3, 0.7, 0.2, 1.0, 1.0]))
+    assert weights[3] == 0.0  # the trained weights are left alone
+    clf.coef_[0, 4] = 0.01
+    with pytest.raises(ValueError, match="spare columns learned"):
+        serving_weights(weights, columns, 1.0, clf)
+
+
+def test_column_selection_needs_feature_weights() -> None:
+    with pytest.raises(ValueError, match="needs feature weights"):
+        replace(DEFAULT, vectorizer=replace(DEFAULT.vectorizer, feature_weights=None))
 
 
 def test_nb_weights_favour_features_that_separate_the_classes() -> None:
@@ -252,7 +279,6 @@ def test_the_holdout_is_left_out_of_training(trained: dict[str, TrainedRun]) -> 
 
 def test_an_evaluation_set_without_reviews_is_a_data_error(tiny_archive: Path,
                                                            tmp_path: Path) -> None:
-    from dataclasses import replace
 
     from train.train import run as run_training
 
@@ -288,7 +314,6 @@ def test_output_paths_are_checked_before_any_work(tiny_archive: Path, tmp_path: 
 def test_a_reused_csv_broken_near_its_end_is_a_data_error(tiny_archive: Path,
                                                           tmp_path: Path) -> None:
     """Training reads only the start; the evaluation, in a background thread, meets the end."""
-    from dataclasses import replace
 
     from train.data import build_csv
     from train.train import run as run_training

@@ -59,6 +59,11 @@ class Preset:
     evaluations: tuple[EvalSet, ...] = (OFFICIAL_TEST, TUTORIAL_5K, SHORT_TEST)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.vectorizer.columns and not self.vectorizer.feature_weights:
+            raise ValueError("column selection needs feature weights: they keep the spare "
+                             "columns inert in training (train.serving_weights)")
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["vectorizer"] = self.vectorizer.to_json()
