@@ -506,7 +506,7 @@ def register_api(app: Flask, learner: Learner, predictions: Callable,
         X = learner.model.transform(reviews)
         wordless = [i for i, (text, n) in enumerate(zip(reviews, np.diff(X.indptr), strict=True))
                     if n == 0 or not has_words(text)]
-        if len(wordless):
+        if wordless:
             where = "review" if "review" in data else f"reviews[{wordless[0]}]"
             raise ApiError(f"{where} {WORDLESS}")
         results = [

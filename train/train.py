@@ -312,10 +312,9 @@ def train(
             if not report.curve or report.curve[-1]["docs_seen"] != total:
                 curve.point(clf, total, preset.epochs)
             served = prepare_for_serving(clf, preset.online)
-            if columns is not None:
+            if columns is not None:  # (the curve's features need no update: same scores)
                 weights = serving_weights(weights, columns, preset.spare_scale, served)
                 vectorizer = ReviewVectorizer(spec, stopwords, weights, columns)
-                curve.use(vectorizer)
             _evaluate(preset, served, vectorizer, curve, spilled, spill, report, progress)
         finally:
             spill.close()
