@@ -327,7 +327,7 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
         if not analysed or not has_words(review):
             form.review.errors.append(f"Your review {WORDLESS}")
             return render_template("index.html", form=form), 400
-        X = learner.model.vectorizer.transform_analysed([analysed])
+        X = learner.model.transform_analysed([analysed])
         prediction_id, prediction, version = learner.predict([review], client_id(), X)[0]
         return render_template(
             "results.html",

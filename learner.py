@@ -198,7 +198,7 @@ class Learner:
         if features is None:
             features = model.transform(reviews)
         predictions = model.predict_features(features)
-        stored = model.vectorizer.encode_rows(features)
+        stored = model.encode_rows(features)
         ids = self.feedback.add_predictions(
             [(r, int(p.label == "positive"), p.probability, f)
              for r, p, f in zip(reviews, predictions, stored, strict=True)],

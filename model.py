@@ -34,6 +34,17 @@ from vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 LABELS = ("negative", "positive")
 CLASSES = np.array([0, 1])
 
+# One thread of a process at a time does the model's numeric work. numpy lets
+# go of the GIL around each operation on more than 500 elements, and a review
+# has some 600 features: with several request threads, each of the dozens of
+# numpy calls that vectorise one handed the GIL to another thread and then
+# waited to get it back. Four threads spent twice the CPU time of one per
+# prediction that way (1.63 ms against 0.61-0.81 ms, in-process). Threads that
+# queue on this lock wait asleep instead. Held for a few milliseconds at most
+# (see SentimentModel.transform); never taken while holding a model's
+# ``_weights`` lock.
+NUMERIC = threading.Lock()
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -145,25 +156,38 @@ class SentimentModel:
         return self.manifest["files"]["classifier.pkl"][:16]
 
     # -- prediction -------------------------------------------------------
-    def transform(self, texts: Sequence[str], chunk: int = 64,
+    def transform(self, texts: Sequence[str], chunk: int = 8,
                   pause: float = 0.0) -> sp.csr_matrix:
         """Features of ``texts``, vectorised ``chunk`` reviews at a time.
 
-        Vectorising makes ~600 short-lived strings per review. A thousand
-        reviews at once (a batch request, the holdout) would need tens of MB
-        for a moment, which the allocator then keeps; chunks bound that.
-        ``pause``: sleep this long between chunks, so that work in a
-        background thread lets request threads run (Python runs one thread
-        at a time).
+        Each chunk holds :data:`NUMERIC` for about 5 ms at most (the GIL's own
+        switch interval), so that other requests get their turn during a
+        batch request. Chunks also bound memory: vectorising makes ~600
+        short-lived strings per review, and a thousand reviews at once (a
+        batch request, the holdout) would need tens of MB for a moment, which
+        the allocator then keeps. ``pause``: sleep this long between chunks,
+        so that work in a background thread leaves request threads more room.
         """
         if len(texts) <= chunk:
-            return self.vectorizer.transform(texts)
+            with NUMERIC:
+                return self.vectorizer.transform(texts)
         parts = []
         for start in range(0, len(texts), chunk):
-            parts.append(self.vectorizer.transform(texts[start:start + chunk]))
+            with NUMERIC:
+                parts.append(self.vectorizer.transform(texts[start:start + chunk]))
             if pause:
                 time.sleep(pause)
         return sp.vstack(parts, format="csr")
+
+    def transform_analysed(self, analysed: Sequence[list[str]]) -> sp.csr_matrix:
+        """:meth:`transform` of reviews already split by ``vectorizer.analyse``."""
+        with NUMERIC:
+            return self.vectorizer.transform_analysed(analysed)
+
+    def encode_rows(self, X: sp.csr_matrix) -> list[bytes | None]:
+        """``vectorizer.encode_rows``: each row's columns, to store with its prediction."""
+        with NUMERIC:
+            return self.vectorizer.encode_rows(X)
 
     def stored_features(self, texts: Sequence[str],
                         stored: Sequence[bytes | None]) -> sp.csr_matrix:
@@ -173,7 +197,8 @@ class SentimentModel:
         an earlier release or another base, or damaged). Either way the
         result is bit for bit the same.
         """
-        X = self.vectorizer.decode_rows(stored)
+        with NUMERIC:
+            X = self.vectorizer.decode_rows(stored)
         return X if X is not None else self.transform(texts)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -184,9 +209,9 @@ class SentimentModel:
         # Computed here rather than by predict_proba, whose input validation
         # costs ten times the arithmetic for one review.
         clf = self._clf
-        with self._weights:
+        with NUMERIC, self._weights:
             scores = X @ clf.coef_[0] + clf.intercept_[0]
-        positive = expit(scores)
+            positive = expit(scores)
         return [
             Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p)) for p in positive
         ]
@@ -210,22 +235,24 @@ class SentimentModel:
         if analysed is None:
             analysed = self.vectorizer.analyse(text)
         if X is None:
-            X = self.vectorizer.transform_analysed([analysed])
-        with self._weights:
-            weights = self._clf.coef_[0, X.indices]
-        contribution = X.data * weights  # per column of X (sorted)
+            X = self.transform_analysed([analysed])
         grams = list(dict.fromkeys(analysed))
-        # Each column is told by the first n-gram hashed into it.
-        columns, first = np.unique(self.vectorizer.feature_index(grams), return_index=True)
-        at = np.searchsorted(X.indices, columns).clip(max=len(X.indices) - 1)
-        shown = X.indices[at] == columns if len(X.indices) else np.zeros(len(columns), bool)
-        first, pushes = first[shown], contribution[at[shown]]
-        # Strongest first; equal pushes in the order their n-grams appear.
-        ranked = np.lexsort((first, -np.abs(pushes)))
+        with NUMERIC:
+            with self._weights:
+                weights = self._clf.coef_[0, X.indices]
+            contribution = X.data * weights  # per column of X (sorted)
+            # Each column is told by the first n-gram hashed into it.
+            columns, first = np.unique(self.vectorizer.feature_index(grams), return_index=True)
+            at = np.searchsorted(X.indices, columns).clip(max=len(X.indices) - 1)
+            shown = X.indices[at] == columns if len(X.indices) else np.zeros(len(columns), bool)
+            first, pushes = first[shown], contribution[at[shown]]
+            # Strongest first; equal pushes in the order their n-grams appear.
+            ranked = np.lexsort((first, -np.abs(pushes)))
+            first, pushes = first[ranked].tolist(), pushes[ranked].tolist()
         # "waste", "waste of" and "waste of time" tell the same story: keep the
         # strongest of n-grams that contain one another.
         chosen: list[tuple[str, float]] = []
-        for position, push in zip(first[ranked].tolist(), pushes[ranked].tolist(), strict=True):
+        for position, push in zip(first, pushes, strict=True):
             gram = grams[position]
             if push == 0.0 or any(_overlaps(gram, other) for other, _ in chosen):
                 continue
@@ -253,16 +280,17 @@ class SentimentModel:
 
     def learn_features(self, X: sp.csr_matrix, y: np.ndarray) -> None:
         """``partial_fit(X, y)``, applied so that readers never see half an update."""
-        if self._learns_touched_weights_only:
-            self._partial_fit_touched(X, y)
-            return
-        clf = copy.copy(self._clf)
-        clf.coef_ = self._clf.coef_.copy()
-        clf.intercept_ = self._clf.intercept_.copy()
-        # ``classes`` only on a first fit: on later calls sklearn re-derives
-        # and compares them every time.
-        clf.partial_fit(X, y, classes=None if hasattr(clf, "classes_") else CLASSES)
-        self._clf = clf
+        with NUMERIC:
+            if self._learns_touched_weights_only:
+                self._partial_fit_touched(X, y)
+                return
+            clf = copy.copy(self._clf)
+            clf.coef_ = self._clf.coef_.copy()
+            clf.intercept_ = self._clf.intercept_.copy()
+            # ``classes`` only on a first fit: on later calls sklearn re-derives
+            # and compares them every time.
+            clf.partial_fit(X, y, classes=None if hasattr(clf, "classes_") else CLASSES)
+            self._clf = clf
 
     @property
     def _learns_touched_weights_only(self) -> bool:

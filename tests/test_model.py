@@ -124,3 +124,41 @@ def test_learning_in_place_waits_for_readers_and_states_are_snapshots(
     assert not np.shares_memory(after.coef, model.classifier.coef_)
     model.learn_features(X, np.array([1]))
     assert not model.state().equals(after)  # the snapshot kept its values
+
+
+def test_numeric_work_queues_on_one_lock_per_process(tiny_model_dir: Path, monkeypatch) -> None:
+    """Request threads take turns at numpy work (see model.NUMERIC), a chunk at a time."""
+    import threading
+
+    import model as model_module
+
+    model = SentimentModel.load(tiny_model_dir)
+    text = "A dreadful, boring film with a wooden cast."
+    X = model.transform([text])
+    stored = model.encode_rows(X)
+    calls = {
+        "transform": lambda: model.transform([text]),
+        "transform_analysed": lambda: model.transform_analysed([model.vectorizer.analyse(text)]),
+        "encode_rows": lambda: model.encode_rows(X),
+        "stored_features": lambda: model.stored_features([text], stored),
+        "predict_features": lambda: model.predict_features(X),
+        "explain": lambda: model.explain(text, X=X),
+        "learn_features": lambda: model.learn_features(X, np.array([1])),
+    }
+    for name, call in calls.items():
+        with model_module.NUMERIC:  # another thread's numeric work
+            worker = threading.Thread(target=call)
+            worker.start()
+            worker.join(0.2)
+            assert worker.is_alive(), f"{name} did not wait for the lock"
+        worker.join(10)
+        assert not worker.is_alive(), f"{name} did not finish once the lock was free"
+
+    held, between = [], []
+    transform = model.vectorizer.transform
+    monkeypatch.setattr(model.vectorizer, "transform",
+                        lambda texts: held.append(model_module.NUMERIC.locked()) or transform(texts))
+    monkeypatch.setattr(model_module.time, "sleep",
+                        lambda _: between.append(model_module.NUMERIC.locked()))
+    model.transform([text] * 20, chunk=8, pause=0.001)
+    assert held == [True] * 3 and between == [False] * 3
