@@ -34,15 +34,18 @@ from vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 LABELS = ("negative", "positive")
 CLASSES = np.array([0, 1])
 
-# One thread of a process at a time does the model's numeric work. numpy lets
-# go of the GIL around each operation on more than 500 elements, and a review
-# has some 600 features: with several request threads, each of the dozens of
-# numpy calls that vectorise one handed the GIL to another thread and then
-# waited to get it back. Four threads spent twice the CPU time of one per
-# prediction that way (1.63 ms against 0.61-0.81 ms, in-process). Threads that
-# queue on this lock wait asleep instead. Held for a few milliseconds at most
-# (see SentimentModel.transform); never taken while holding a model's
-# ``_weights`` lock.
+# One thread of a process at a time vectorises, scores, explains or learns
+# reviews. numpy lets go of the GIL around each operation on more than 500
+# elements, and a review has some 600 features: with several request threads,
+# each of the dozens of numpy calls that vectorise one handed the GIL to another
+# thread and then waited to get it back. Four threads spent twice the CPU time
+# of one per prediction that way (1.63 ms against 0.61-0.81 ms, in-process).
+# Threads that queue on this lock wait asleep instead. It is held for one call
+# at a time: about 6 ms for a chunk of 8 reviews (SentimentModel.transform),
+# 15 ms to decode and 12 ms to learn the largest group of verdicts learned
+# together (256, only when replaying many). The guard's scoring of the holdout
+# does not take it: a few large operations, in the background. Never taken
+# while holding a model's ``_weights`` lock.
 NUMERIC = threading.Lock()
 
 
@@ -160,13 +163,14 @@ class SentimentModel:
                   pause: float = 0.0) -> sp.csr_matrix:
         """Features of ``texts``, vectorised ``chunk`` reviews at a time.
 
-        Each chunk holds :data:`NUMERIC` for about 5 ms at most (the GIL's own
-        switch interval), so that other requests get their turn during a
-        batch request. Chunks also bound memory: vectorising makes ~600
-        short-lived strings per review, and a thousand reviews at once (a
-        batch request, the holdout) would need tens of MB for a moment, which
-        the allocator then keeps. ``pause``: sleep this long between chunks,
-        so that work in a background thread leaves request threads more room.
+        Each chunk holds :data:`NUMERIC` for about 6 ms with reviews of
+        average length (the GIL's own switch interval is 5 ms), so that other
+        requests get their turn during a batch request. Chunks also bound
+        memory: vectorising makes ~600 short-lived strings per review, and a
+        thousand reviews at once (a batch request, the holdout) would need
+        tens of MB for a moment, which the allocator then keeps. ``pause``:
+        sleep this long between chunks, so that work in a background thread
+        leaves request threads more room.
         """
         if len(texts) <= chunk:
             with NUMERIC:

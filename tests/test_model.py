@@ -154,11 +154,11 @@ def test_numeric_work_queues_on_one_lock_per_process(tiny_model_dir: Path, monke
         worker.join(10)
         assert not worker.is_alive(), f"{name} did not finish once the lock was free"
 
-    held, between = [], []
+    held, between = [], []  # whether the lock was taken: during each chunk, between them
+    locked = model_module.NUMERIC.locked
     transform = model.vectorizer.transform
     monkeypatch.setattr(model.vectorizer, "transform",
-                        lambda texts: held.append(model_module.NUMERIC.locked()) or transform(texts))
-    monkeypatch.setattr(model_module.time, "sleep",
-                        lambda _: between.append(model_module.NUMERIC.locked()))
+                        lambda texts: held.append(locked()) or transform(texts))
+    monkeypatch.setattr(model_module.time, "sleep", lambda _: between.append(locked()))
     model.transform([text] * 20, chunk=8, pause=0.001)
     assert held == [True] * 3 and between == [False] * 3
