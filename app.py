@@ -700,16 +700,19 @@ def main(argv: list[str] | None = None) -> int:
     from workers import bind, serve_forked
 
     try:  # before building anything: a port in use is told at once
-        sock = bind(args.host, args.port)
+        sockets = bind(args.host, args.port, args.workers)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
-    with sock:
+    try:
         if args.workers > 1:
             return serve_forked(lambda worker_sock: serve_app(args.threads, worker_sock),
-                                sock, args.workers)
-        serve_app(args.threads, sock, f"Serving on http://{args.host}:{args.port}")
+                                sockets, args.workers)
+        serve_app(args.threads, sockets[0], f"Serving on http://{args.host}:{args.port}")
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 

@@ -1,14 +1,21 @@
-"""Serve the app from several waitress processes that share one listening socket.
+"""Serve the app from several waitress processes on one port.
 
 One Python process runs Python code on one core at a time (the GIL), and
 waitress parses HTTP in Python, so a single process tops out well below what
 the machine can serve. The usual answer is pre-forking, as gunicorn does:
-the parent binds the socket, imports the heavy libraries and loads the base
+the parent binds the port, imports the heavy libraries and loads the base
 model once (app.py), then forks workers that each build their own app (SQLite
-connections, live model, threads) and accept connections from the shared
-socket. The app already
+connections, live model, threads) and accept connections. The app already
 supports several processes on one instance folder: they follow one feedback
 log and converge on bit-identical models.
+
+Each worker accepts on a listening socket of its own, all bound to the port
+with SO_REUSEPORT, so that the kernel spreads new connections evenly among
+them. With one socket shared by all, whichever worker woke first took the
+connections: the benchmark's 8 keep-alive clients all landed on one worker
+in 4 of 7 runs, which then served half the predictions per second while the
+other idled. The parent holds every socket, so a worker that dies leaves the
+connections waiting on its socket to the worker that replaces it.
 
 The parent only supervises: it restarts a worker that dies, stops everything
 if a worker cannot even start, and on SIGTERM or SIGINT asks every worker to
@@ -38,37 +45,74 @@ MIN_WORKER_LIFETIME = 5.0
 STOP_GRACE = 30.0
 
 
-def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """The listening socket every worker accepts on."""
+def bind(host: str, port: int, workers: int = 1, backlog: int = 1024) -> list[socket.socket]:
+    """The listening sockets on ``host:port``: one per worker where the system spreads
+    connections among sockets of one port (SO_REUSEPORT), else one for all.
+
+    A port that anything already listens on is refused (OSError), even when
+    that is another server with SO_REUSEPORT sockets: a first socket without
+    the option checks it, then makes way for the workers' sockets.
+    """
+    first = _listening(host, port, backlog, reuse_port=False)
+    if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [first]
+    port = first.getsockname()[1]  # the one chosen, for port 0
+    first.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(workers):
+            sockets.append(_listening(host, port, backlog, reuse_port=True))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _listening(host: str, port: int, backlog: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
 
 class Supervisor:
-    """Forks ``workers`` children running ``run_worker(sock)`` and keeps them alive."""
+    """Forks ``workers`` children running ``run_worker(sock)`` and keeps them alive.
 
-    def __init__(self, sock: socket.socket, workers: int,
+    ``sockets`` (from :func:`bind`): worker ``i`` accepts on ``sockets[i]``,
+    or all on one shared socket; a replacement takes its predecessor's.
+    """
+
+    def __init__(self, sockets: list[socket.socket], workers: int,
                  run_worker: Callable[[socket.socket], None]) -> None:
-        self.sock = sock
+        self.sockets = sockets
         self.workers = workers
         self.run_worker = run_worker
-        self.children: dict[int, float] = {}  # pid -> start time
+        self.children: dict[int, tuple[float, int]] = {}  # pid -> (start time, slot)
         self.stopping = False
         self.kill_at = float("inf")
 
-    def spawn(self) -> None:
+    def spawn(self, slot: int) -> None:
+        sock = self.sockets[slot % len(self.sockets)]
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                self.run_worker(self.sock)
+                for other in self.sockets:  # the other workers' sockets stay theirs
+                    if other is not sock:
+                        other.close()
+                self.run_worker(sock)
             except KeyboardInterrupt:
                 pass
             except SystemExit as exc:  # the worker said why (e.g. an unusable instance folder)
@@ -79,7 +123,7 @@ class Supervisor:
             finally:
                 logging.shutdown()
                 os._exit(code)
-        self.children[pid] = time.monotonic()
+        self.children[pid] = (time.monotonic(), slot)
         log.info("started worker %d", pid)
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
@@ -100,8 +144,8 @@ class Supervisor:
         # shared with the workers instead of being copied into each.
         gc.freeze()
         heap.release_free_memory()  # not copied into every worker
-        for _ in range(self.workers):
-            self.spawn()
+        for slot in range(self.workers):
+            self.spawn(slot)
         status = 0
         while self.children:
             try:
@@ -118,9 +162,10 @@ class Supervisor:
                     self.kill_at = float("inf")
                 time.sleep(0.1)
                 continue
-            started = self.children.pop(pid, None)
-            if started is None or self.stopping:
+            child = self.children.pop(pid, None)
+            if child is None or self.stopping:
                 continue
+            started, slot = child
             exit_code = os.waitstatus_to_exitcode(code)
             if time.monotonic() - started < MIN_WORKER_LIFETIME:
                 log.error("worker %d exited with %d right after starting; stopping", pid,
@@ -129,14 +174,14 @@ class Supervisor:
                 self.stop()
                 continue
             log.warning("worker %d exited with %d; starting a new one", pid, exit_code)
-            self.spawn()
+            self.spawn(slot)
         return status
 
 
-def serve_forked(run_worker: Callable[[socket.socket], None], sock: socket.socket,
+def serve_forked(run_worker: Callable[[socket.socket], None], sockets: list[socket.socket],
                  workers: int) -> int:
-    """Serve on ``sock`` (see :func:`bind`) from ``workers`` processes until stopped."""
-    host, port = sock.getsockname()[:2]
+    """Serve on ``sockets`` (see :func:`bind`) from ``workers`` processes until stopped."""
+    host, port = sockets[0].getsockname()[:2]
     print(f"Serving on http://{host}:{port} with {workers} worker processes", flush=True)
-    return Supervisor(sock, workers, run_worker).run()
+    return Supervisor(sockets, workers, run_worker).run()
 

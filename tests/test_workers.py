@@ -1,9 +1,10 @@
 """``python app.py --workers N``: pre-forked processes on one port, supervised.
 
-Real processes on a real port: the workers share the socket and the instance
-folder, a killed worker is replaced, a worker that cannot start stops the
-whole server instead of looping, and SIGTERM leaves a final checkpoint that
-equals the accepted log replayed from scratch.
+Real processes on a real port: each worker accepts on a socket of its own on
+that port, they share the instance folder, a killed worker is replaced, a
+worker that cannot start stops the whole server instead of looping, and
+SIGTERM leaves a final checkpoint that equals the accepted log replayed from
+scratch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import workers
 from bench.serving import free_port
 from model import SentimentModel
 from tests.fakes import make_reviews
@@ -67,6 +69,21 @@ def stop(proc: subprocess.Popen) -> int:
         raise
 
 
+def listening_socket(pid: int, port: int) -> str:
+    """The one socket the process listens on ``port`` with (its kernel identity)."""
+    found = {os.readlink(f"/proc/{pid}/fd/{c.fd}")
+             for c in psutil.Process(pid).net_connections(kind="tcp")
+             if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def connections_per_worker(parent: int, port: int) -> dict[int, int]:
+    return {child.pid: sum(1 for c in child.net_connections(kind="tcp")
+                           if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+            for child in psutil.Process(parent).children()}
+
+
 def predict_and_judge(port: int, n: int, seed: int) -> int:
     for i, (review, _) in enumerate(make_reviews(n, seed)):
         status, body = call(port, "POST", "/api/predict", {"review": review})
@@ -85,6 +102,20 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
     try:
         wait_until_serving(proc, port, log, workers=2)
         first = {c.pid for c in psutil.Process(proc.pid).children()}
+        sockets = {pid: listening_socket(pid, port) for pid in first}
+        assert len(set(sockets.values())) == 2  # a socket of its own each
+        # The kernel spreads new connections over the two sockets: 24 open
+        # connections all on one worker would happen once in 2**23 starts.
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(24)]
+        try:
+            for conn in clients:  # a request on each: accepted, not just queued
+                conn.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert conn.recv(100).startswith(b"HTTP/1.1 200 ")
+            spread = connections_per_worker(proc.pid, port)
+            assert sum(spread.values()) == 24 and min(spread.values()) > 0, spread
+        finally:
+            for conn in clients:
+                conn.close()
         acked = predict_and_judge(port, 30, seed=0)
         # A body declared far over the limit is refused before it is sent (waitress
         # would otherwise take up to 1 GB of it before the app could say 413).
@@ -104,6 +135,8 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
             time.sleep(0.1)
         assert victim not in now and len(now) == 2, log.read_text()[-3000:]
         wait_until_serving(proc, port, log, workers=2)
+        (replacement,) = now - first  # takes over the socket, and what waits on it
+        assert listening_socket(replacement, port) == sockets[victim]
         acked += predict_and_judge(port, 30, seed=1000)
     finally:
         code = stop(proc)
@@ -241,3 +274,20 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path
     assert not psutil.pid_exists(int(lines["WORKER"])) or \
         psutil.Process(int(lines["WORKER"])).status() == psutil.STATUS_ZOMBIE
     assert "did not stop in 1 s; killing it" in done.stderr
+
+
+def test_bind_gives_each_worker_a_socket_and_refuses_a_port_in_use() -> None:
+    sockets = workers.bind("127.0.0.1", 0, 3)
+    try:
+        assert len(sockets) == 3 and len({s.getsockname() for s in sockets}) == 1
+        port = sockets[0].getsockname()[1]
+        # Another server with SO_REUSEPORT sockets (say a second copy of this one)
+        # would otherwise have shared its port with us.
+        with pytest.raises(OSError):
+            workers.bind("127.0.0.1", port, 2)
+    finally:
+        for sock in sockets:
+            sock.close()
+    single = workers.bind("127.0.0.1", 0)
+    with single[0]:
+        assert len(single) == 1
