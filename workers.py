@@ -51,7 +51,9 @@ def bind(host: str, port: int, workers: int = 1, backlog: int = 1024) -> list[so
 
     A port that anything already listens on is refused (OSError), even when
     that is another server with SO_REUSEPORT sockets: a first socket without
-    the option checks it, then makes way for the workers' sockets.
+    the option checks it, then makes way for the workers' sockets. (Linux
+    spreads connections among such sockets; some other systems give them all
+    to one, which is no worse than a shared socket.)
     """
     first = _listening(host, port, backlog, reuse_port=False)
     if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
