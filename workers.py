@@ -11,10 +11,10 @@ log and converge on bit-identical models.
 
 Each worker accepts on a listening socket of its own, all bound to the port
 with SO_REUSEPORT, so that the kernel spreads new connections among them (by
-a hash of their addresses). With one socket shared by all, whichever worker woke first took the
-connections: the benchmark's 8 keep-alive clients all landed on one worker
-in 4 of 7 runs, which then served half the predictions per second while the
-other idled. The parent holds every socket, so a worker that dies leaves the
+a hash of their addresses). With one socket shared by all, whichever worker
+woke first took the connections: the benchmark's 8 keep-alive clients all
+landed on one worker in 4 of 7 runs, which then served half the predictions
+per second while the other idled. The parent holds every socket, so a worker that dies leaves the
 connections waiting on its socket to the worker that replaces it.
 
 The parent only supervises: it restarts a worker that dies, stops everything
