@@ -298,17 +298,9 @@ class ReviewVectorizer:
         self.columns = columns
         self.n_buckets = spec.hashed_features or spec.n_features
         self._analyse = WordNGrams(self.tokenizer, spec.ngram_range)
-        self.hasher = HashingVectorizer(
-            analyzer=self._analyse,
-            n_features=self.n_buckets,
-            binary=spec.binary,
-            alternate_sign=spec.alternate_sign,
-            norm=spec.hasher_norm,
-            dtype=np.dtype(spec.dtype),
-        )
-        # The same hashing for reviews already split by analyse(): the results
-        # page needs a review's n-grams as well as its features, and splitting
-        # is half the cost of vectorising.
+        # Fed reviews already split by analyse(): the results page needs a
+        # review's n-grams as well as its features, and splitting is half the
+        # cost of vectorising.
         self._gram_hasher = HashingVectorizer(
             analyzer=_already_analysed,
             n_features=self.n_buckets,
