@@ -29,7 +29,7 @@ import sklearn
 from scipy.special import expit
 from sklearn.linear_model import SGDClassifier
 
-from vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
+from vectorizer import PKL_DIR, ColumnMap, ReviewVectorizer, load_vectorizer
 
 LABELS = ("negative", "positive")
 CLASSES = np.array([0, 1])
@@ -413,10 +413,15 @@ def save_base(
     classifier: SGDClassifier,
     stopwords: Sequence[str],
     weights: np.ndarray | None,
+    columns: ColumnMap | None,
     manifest: dict[str, Any],
     extra_files: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Write the base model's files, each atomically, manifest (with checksums) last."""
+    """Write the base model's files, each atomically, manifest (with checksums) last.
+
+    ``weights`` and ``columns`` go to the files the manifest's vectorizer
+    names, where :func:`vectorizer.load_vectorizer` reads them back.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {
@@ -425,6 +430,8 @@ def save_base(
     }
     if weights is not None:
         files[manifest["vectorizer"]["feature_weights"]] = npy_bytes(weights)
+    if columns is not None:
+        files[manifest["vectorizer"]["columns"]] = npy_bytes(columns.kept.astype(np.int32))
     files.update(extra_files or {})
     for stale in ("feature_weights.npy", "columns.npy", "holdout.csv.gz"):
         if stale not in files:

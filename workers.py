@@ -14,8 +14,9 @@ with SO_REUSEPORT, so that the kernel spreads new connections among them (by
 a hash of their addresses). With one socket shared by all, whichever worker
 woke first took the connections: the benchmark's 8 keep-alive clients all
 landed on one worker in 4 of 7 runs, which then served half the predictions
-per second while the other idled. The parent holds every socket, so a worker that dies leaves the
-connections waiting on its socket to the worker that replaces it.
+per second while the other idled. The parent holds every socket, so a worker
+that dies leaves the connections waiting on its socket to the worker that
+replaces it.
 
 The parent only supervises: it restarts a worker that dies, stops everything
 if a worker cannot even start, and on SIGTERM or SIGINT asks every worker to

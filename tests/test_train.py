@@ -279,7 +279,6 @@ def test_the_holdout_is_left_out_of_training(trained: dict[str, TrainedRun]) -> 
 
 def test_an_evaluation_set_without_reviews_is_a_data_error(tiny_archive: Path,
                                                            tmp_path: Path) -> None:
-
     from train.train import run as run_training
 
     preset = replace(tiny_preset("default"), evaluations=(TUTORIAL_5K,))  # rows 45,000+
@@ -314,7 +313,6 @@ def test_output_paths_are_checked_before_any_work(tiny_archive: Path, tmp_path: 
 def test_a_reused_csv_broken_near_its_end_is_a_data_error(tiny_archive: Path,
                                                           tmp_path: Path) -> None:
     """Training reads only the start; the evaluation, in a background thread, meets the end."""
-
     from train.data import build_csv
     from train.train import run as run_training
 

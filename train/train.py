@@ -43,7 +43,7 @@ import sklearn
 from sklearn.linear_model import SGDClassifier
 from tqdm import tqdm
 
-from model import CLASSES, atomic_write, npy_bytes, prepare_for_serving, save_base
+from model import CLASSES, atomic_write, prepare_for_serving, save_base
 from train.data import (
     DataError,
     build_csv,
@@ -513,9 +513,7 @@ def run(
         stage = report.stage("save")
         start = time.perf_counter()
         extra = {"holdout.csv.gz": holdout_csv_gz(csv_path, preset)} if preset.holdout else {}
-        if columns is not None:
-            extra[spec.columns] = npy_bytes(columns.kept.astype(np.int32))
-        manifest = save_base(out_dir, served, stopwords, weights, {
+        manifest = save_base(out_dir, served, stopwords, weights, columns, {
             "preset": preset.name,
             "parameters": preset.to_json(),
             "vectorizer": spec.to_json(),
