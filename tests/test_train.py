@@ -30,6 +30,7 @@ from train.pipeline import FeatureCache, FeaturePool, bounded_map, load_batch, s
 from train.presets import BOOK, DEFAULT, OFFICIAL_TEST, TUTORIAL_5K, EvalSet
 from train.train import (
     count_documents,
+    drop_ngrams,
     eval_docs,
     eval_jobs,
     kept_buckets,
@@ -92,6 +93,40 @@ def test_spare_columns_come_alive_only_once_served() -> None:
 def test_column_selection_needs_feature_weights() -> None:
     with pytest.raises(ValueError, match="needs feature weights"):
         replace(DEFAULT, vectorizer=replace(DEFAULT.vectorizer, feature_weights=None))
+
+
+def test_drop_ngrams_keeps_a_random_subset_of_each_row_at_unit_length() -> None:
+    X = sp.random(400, 500, density=0.1, format="csr", random_state=2, dtype=np.float32)
+    X.data += 0.1  # no explicit zeros
+    X = sp.csr_matrix(X.multiply(1 / np.sqrt(X.multiply(X).sum(axis=1))), dtype=np.float32)
+    X[7] = 0.0  # an empty review stays empty
+    X.eliminate_zeros()
+    rng = np.random.RandomState(0)
+    dropped = drop_ngrams(X, 0.6, rng)
+    assert dropped.dtype == np.float32 and dropped.shape == X.shape and dropped.has_sorted_indices
+    assert 0.55 < 1 - dropped.nnz / X.nnz < 0.65
+    dense, kept = X.toarray(), dropped.toarray()
+    assert not (kept[dense == 0]).any()  # nothing added
+    norms = np.linalg.norm(kept, axis=1)
+    np.testing.assert_allclose(norms[norms > 0], 1.0, rtol=1e-5)
+    assert np.count_nonzero(norms) == 399  # only the empty review: ~50 entries a row
+    for i in range(0, 400, 37):  # what survives keeps its proportions
+        on = kept[i] != 0
+        np.testing.assert_allclose(kept[i, on] * np.linalg.norm(dense[i, on]), dense[i, on],
+                                   rtol=1e-5)
+    np.testing.assert_allclose(drop_ngrams(X, 0.0, rng).toarray(), dense, rtol=1e-6)
+    again = drop_ngrams(X, 0.6, np.random.RandomState(0))
+    np.testing.assert_array_equal(again.toarray(), kept)  # seeded: reproducible
+    assert ((drop_ngrams(X, 0.6, rng).toarray() != 0) != (kept != 0)).any()  # next pass
+
+
+def test_dropout_is_checked_against_the_preset() -> None:
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        replace(DEFAULT, dropout=1.0)
+    with pytest.raises(ValueError, match="needs row_norm"):
+        replace(DEFAULT, vectorizer=replace(DEFAULT.vectorizer, row_norm=False))
+    with pytest.raises(ValueError, match="one-pass preset"):
+        replace(BOOK, dropout=0.5)
 
 
 def test_nb_weights_favour_features_that_separate_the_classes() -> None:

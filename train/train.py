@@ -8,7 +8,8 @@ Stages (each timed in the report):
    during this pass instead).
 3. ``sgd``: shuffled passes over the cached minibatches with ``partial_fit``.
    The first pass finishes each batch (weights, row norm) and writes it back,
-   so later passes only read it. Meanwhile the workers, otherwise idle, hash
+   so later passes only read it; with dropout, each pass fits random
+   sub-reviews of the finished rows (:func:`drop_ngrams`). Meanwhile the workers, otherwise idle, hash
    the evaluation sets into a second cache: raw counts need no weights.
 4. ``evaluate``: waits for whatever evaluation batches are still being
    hashed, finishes each cached batch with the weights in this process,
@@ -220,6 +221,33 @@ def nb_weights(pos: np.ndarray, neg: np.ndarray, smoothing: float, floor: float)
     return (np.abs(ratio) + floor).astype(np.float32)
 
 
+def drop_ngrams(X: sp.csr_matrix, rate: float, rng: np.random.RandomState) -> sp.csr_matrix:
+    """A random sub-review of each finished row, back at unit length.
+
+    Each stored entry is dropped with probability ``rate`` (to 1/65536), then
+    every row is l2-normalised again. Each pass thus trains on other random
+    subsets of a review's n-grams, which keeps the classifier from leaning on
+    a few strong ones (feature noising; 5-fold figures in the default
+    preset's comment). The rows must be l2-normalised; a row whose entries all
+    drop stays empty. Built from running sums rather than boolean masks of the
+    entries: a third of the time, next to a partial_fit of about the same.
+    """
+    draws = np.frombuffer(rng.bytes(2 * X.nnz), dtype=np.uint16)
+    kept = draws >= round(rate * 65536)
+    kept_before = np.zeros(X.nnz + 1, dtype=np.int64)  # kept entries before each one
+    np.cumsum(kept, out=kept_before[1:])
+    indptr = kept_before[X.indptr]
+    kept = np.flatnonzero(kept)
+    data = X.data.take(kept)
+    squares = np.zeros(len(data) + 1)
+    np.cumsum(data * data, dtype=np.float64, out=squares[1:])
+    norms = np.sqrt(squares[indptr[1:]] - squares[indptr[:-1]])
+    norms[norms == 0] = 1.0
+    data *= np.repeat((1.0 / norms).astype(X.dtype), np.diff(indptr))
+    return sp.csr_matrix((data, X.indices.take(kept), indptr.astype(X.indptr.dtype)),
+                         shape=X.shape)
+
+
 def count_documents(X: sp.csr_matrix, y: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:
     """Add to ``pos``/``neg`` how many reviews of each class contain each feature.
 
@@ -416,6 +444,8 @@ def _sgd_passes(
                     X.eliminate_zeros()
                     cache.replace(index, X, y)
                 order = rng.permutation(X.shape[0])
+                if preset.dropout:
+                    X = drop_ngrams(X, preset.dropout, rng)
                 clf.partial_fit(X[order], y[order], classes=CLASSES)
                 seen += X.shape[0]
                 bar.update()
