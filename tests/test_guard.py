@@ -162,8 +162,8 @@ def check_slang_result(result: dict[str, Any]) -> None:
 # columns) this measured 0.00 -> 0.00; spare columns at 0.2 or 0.5 in
 # training and serving, 0.00 -> 0.28 or 0.32. Since training drops n-grams
 # (dropout), spare columns served at 1.0, 1.25 and 1.5 gave 0.35, 0.46 and
-# 0.56 (the same reviews without the word: all still negative; 0.83 before
-# dropout, at 1.0, with 0.61 learned).
+# 0.56, and the same reviews without the word all stayed negative (before
+# dropout, at 1.0: 0.61 learned, and 0.83 of those stayed negative).
 def test_honest_corrections_teach_a_new_word(make_app, tiny_model_dir):
     app = make_app(CHECKPOINT_EVERY=10, CHECKPOINT_SECONDS=1e9, GUARD_MARGIN=MARGIN,
                    DURABLE_COMMITS=False)
