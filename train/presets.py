@@ -140,9 +140,8 @@ DEFAULT = Preset(
     # Kept columns: scale = |NB ratio| + 0.1. Spare columns (n-grams rare or
     # new in training): 0 while training, 1.5 outside the row norm once
     # served, so feedback can teach new words (tests/test_guard.py: 50
-    # corrections teach one; at 0.2 or 0.5 they did not; the model trained
-    # with dropout has larger weights, and 1.0 then taught it to 0.35 of the
-    # test's reviews, 1.25 to 0.46, 1.5 to 0.56). 5-fold cross-validation on
+    # corrections teach one; at 0.2 or 0.5 they did not, nor at 1.0 once
+    # training used dropout, whose weights are larger). 5-fold cross-validation on
     # the train split, 786k-800k buckets kept, before dropout: floor 0.1
     # 0.9064; floor 0.3 0.9048 (before html stripping); spare columns scaled
     # 0.2 in training 0.9062, 1.0 0.9032; 4, 7, 10 passes 0.9059, 0.9060,
