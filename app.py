@@ -322,12 +322,12 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
         if not form.validate_on_submit():
             return render_template("index.html", form=form), 400
         review = form.review.data
-        # Split and hashed once, for the prediction and its explanation.
-        analysed = learner.model.vectorizer.analyse(review)
-        if not analysed or not has_words(review):
+        # Tokenized once, for the prediction and its explanation.
+        tokens = learner.model.vectorizer.tokenize(review)
+        if not tokens or not has_words(review):
             form.review.errors.append(f"Your review {WORDLESS}")
             return render_template("index.html", form=form), 400
-        X = learner.model.transform_analysed([analysed])
+        X = learner.model.transform_tokens([tokens])
         prediction_id, prediction, version = learner.predict([review], client_id(), X)[0]
         return render_template(
             "results.html",
@@ -335,7 +335,7 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
             prediction=prediction,
             prediction_id=prediction_id,
             model_version=version,
-            explanation=learner.model.explain(review, X=X, analysed=analysed),
+            explanation=learner.model.explain(review, X=X, tokens=tokens),
             form=FeedbackForm(prediction_id=str(prediction_id)),
         )
 

@@ -183,10 +183,10 @@ class SentimentModel:
                 time.sleep(pause)
         return sp.vstack(parts, format="csr")
 
-    def transform_analysed(self, analysed: Sequence[list[str]]) -> sp.csr_matrix:
-        """:meth:`transform` of reviews already split by ``vectorizer.analyse``."""
+    def transform_tokens(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
+        """:meth:`transform` of reviews already split by ``vectorizer.tokenize``."""
         with NUMERIC:
-            return self.vectorizer.transform_analysed(analysed)
+            return self.vectorizer.transform_tokens(token_lists)
 
     def encode_rows(self, X: sp.csr_matrix) -> list[bytes | None]:
         """``vectorizer.encode_rows``: each row's columns, to store with its prediction."""
@@ -228,19 +228,19 @@ class SentimentModel:
         return float(np.mean(self._clf.predict(X) == y))
 
     def explain(self, text: str, k: int = 6, X: sp.csr_matrix | None = None,
-                analysed: list[str] | None = None) -> list[tuple[str, float]]:
+                tokens: list[str] | None = None) -> list[tuple[str, float]]:
         """The n-grams that pushed this review's score most, with their push.
 
         Positive numbers push towards "positive". N-grams that share a hash
         bucket share its weight; each bucket is reported once. ``X`` and
-        ``analysed``: the review's features and ``vectorizer.analyse(text)``,
+        ``tokens``: the review's features and ``vectorizer.tokenize(text)``,
         if the caller already has them (the results page).
         """
-        if analysed is None:
-            analysed = self.vectorizer.analyse(text)
+        if tokens is None:
+            tokens = self.vectorizer.tokenize(text)
         if X is None:
-            X = self.transform_analysed([analysed])
-        grams = list(dict.fromkeys(analysed))
+            X = self.transform_tokens([tokens])
+        grams = list(dict.fromkeys(self.vectorizer.grams(tokens)))
         with NUMERIC:
             with self._weights:
                 weights = self._clf.coef_[0, X.indices]

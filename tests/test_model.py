@@ -59,10 +59,10 @@ def test_explanation_from_given_features_equals_its_own(tiny_model_dir: Path) ->
     text = "A wonderful, moving film; the ending was not bad at all :)"
     expected = model.explain(text)
     assert model.explain(text, X=model.transform([text])) == expected
-    analysed = model.vectorizer.analyse(text)
-    assert model.explain(text, X=model.vectorizer.transform_analysed([analysed]),
-                         analysed=analysed) == expected
-    assert expected and all(g in analysed for g, _ in expected)
+    tokens = model.vectorizer.tokenize(text)
+    assert model.explain(text, X=model.vectorizer.transform_tokens([tokens]),
+                         tokens=tokens) == expected
+    assert expected and all(g in model.vectorizer.analyse(text) for g, _ in expected)
 
 
 def test_learning_equals_partial_fit_on_the_whole_classifier(tiny_model_dir: Path) -> None:
@@ -138,7 +138,7 @@ def test_numeric_work_queues_on_one_lock_per_process(tiny_model_dir: Path, monke
     stored = model.encode_rows(X)
     calls = {
         "transform": lambda: model.transform([text]),
-        "transform_analysed": lambda: model.transform_analysed([model.vectorizer.analyse(text)]),
+        "transform_tokens": lambda: model.transform_tokens([model.vectorizer.tokenize(text)]),
         "encode_rows": lambda: model.encode_rows(X),
         "stored_features": lambda: model.stored_features([text], stored),
         "predict_features": lambda: model.predict_features(X),

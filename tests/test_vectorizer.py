@@ -6,12 +6,14 @@ import pickle
 import subprocess
 import sys
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.utils import murmurhash3_32
 
 from tests.fakes import make_reviews
 from tests.tiny_aclimdb import ROOT, TrainedRun
@@ -21,6 +23,7 @@ from vectorizer import (
     STORED_HEADER,
     ColumnMap,
     ReviewVectorizer,
+    TokenHashes,
     Tokenizer,
     VectorizerSpec,
     WordNGrams,
@@ -106,11 +109,12 @@ def test_transform_is_raw_counts_then_finish() -> None:
     VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True, alternate_sign=False,
                    hasher_norm=None, dtype="float32"),
     VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True, alternate_sign=False,
-                   hasher_norm=None, punctuation=True, dtype="float32"),  # the default's
+                   hasher_norm=None, punctuation=True, dtype="float32"),
 ], ids=["book", "trigrams", "trigrams with punctuation"])
-def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: VectorizerSpec) -> None:
-    """raw_counts splits each review with analyse() and hashes the n-grams; it must be
-    bit for bit what sklearn's HashingVectorizer with our tokenizer gives for the text."""
+def test_hashing_n_gram_strings_equals_sklearn_hashing_their_text(spec: VectorizerSpec) -> None:
+    """With ``ngram_hashing="strings"``, raw_counts builds each review's n-grams and hashes
+    them; it must be bit for bit what sklearn's HashingVectorizer with our tokenizer gives
+    for the text."""
     vect = ReviewVectorizer(spec, ["the", "a"])
     docs = [t for t, _ in make_reviews(60)] + [
         "", "!!!!", "Two words", "One", "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't",
@@ -123,15 +127,16 @@ def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: Vector
         alternate_sign=spec.alternate_sign, norm=spec.hasher_norm, dtype=np.dtype(spec.dtype))
     for ngram_range in ((1, 1), (1, 2), (2, 3), (1, 3)):
         sklearns.set_params(ngram_range=ngram_range)
-        ours = WordNGrams(vect.tokenizer, ngram_range)
-        assert [ours(doc) for doc in docs] == [sklearns.build_analyzer()(doc) for doc in docs]
+        ours = WordNGrams(ngram_range)
+        assert [ours(vect.tokenize(doc)) for doc in docs] == [
+            sklearns.build_analyzer()(doc) for doc in docs]
     sklearns.set_params(ngram_range=spec.ngram_range)
     expected = sklearns.transform(docs)
     assert X.dtype == expected.dtype
     for part in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(X, part), getattr(expected, part))
-    analysed = [vect.analyse(doc) for doc in docs]
-    assert (vect.transform_analysed(analysed) != vect.transform(docs)).nnz == 0
+    tokens = [vect.tokenize(doc) for doc in docs]
+    assert (vect.transform_tokens(tokens) != vect.transform(docs)).nnz == 0
     with pytest.raises(TypeError, match="wrap it in a list"):
         vect.transform(docs[0])  # sklearn refuses a bare string too
     trigrams = ["good good good", "good good end", "good end :)"]
@@ -140,7 +145,7 @@ def test_hashing_analysed_reviews_equals_sklearn_hashing_their_text(spec: Vector
             ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
 
 
-def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
+def test_feature_index_places_n_gram_strings_where_the_hasher_does() -> None:
     spec = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True,
                           alternate_sign=False, hasher_norm=None)
     vect = ReviewVectorizer(spec)
@@ -151,6 +156,81 @@ def test_feature_index_places_n_grams_where_the_hasher_does() -> None:
                            alternate_sign=False)
     expected = hasher.transform([[g] for g in grams]).tocsr().indices
     np.testing.assert_array_equal(vect.feature_index(grams), expected)
+
+
+# -- n-grams mixed from their tokens' hashes (the default's) ------------------------------
+
+MIXED = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True, alternate_sign=False,
+                       hasher_norm=None, punctuation=True, ngram_hashing="token_mix",
+                       dtype="float32")
+AWKWARD = ["", "!!!!", "Two words", "One", "Not bad at all, a joyous étude :) 漢字 <b>bold</b> "
+           "didn't", "good good good good, the the the end :-)"]
+
+
+def reference_bucket(gram: str, n_buckets: int) -> int:
+    """The documented rule in plain Python integers: k = fmix64(k * C + next token's
+    MurmurHash3), bucket = fmix64(k + n) % n_buckets. Models depend on it never changing."""
+    mask = 2**64 - 1
+
+    def fmix64(k: int) -> int:
+        k ^= k >> 33
+        k = k * 0xFF51AFD7ED558CCD & mask
+        k ^= k >> 33
+        k = k * 0xC4CEB9FE1A85EC53 & mask
+        return k ^ k >> 33
+
+    tokens = gram.split(" ")
+    key = murmurhash3_32(tokens[0], 0, True)
+    for token in tokens[1:]:
+        key = fmix64((key * 0x9E3779B97F4A7C15 + murmurhash3_32(token, 0, True)) & mask)
+    return fmix64((key + len(tokens)) & mask) % n_buckets
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (2, 3), (1, 3)])
+def test_mixed_hashing_sets_each_reviews_n_gram_buckets(ngram_range: tuple[int, int]) -> None:
+    spec = replace(MIXED, ngram_range=ngram_range)
+    vect = ReviewVectorizer(spec, ["the", "a"])
+    docs = [t for t, _ in make_reviews(40)] + AWKWARD
+    X = vect.raw_counts(docs)
+    assert X.shape == (len(docs), spec.n_features) and X.dtype == np.float32
+    assert X.has_canonical_format and (X.data == 1).all()
+    for i, doc in enumerate(docs):
+        expected = sorted({reference_bucket(g, spec.n_features) for g in vect.analyse(doc)})
+        assert X.indices[X.indptr[i]:X.indptr[i + 1]].tolist() == expected, doc
+    grams = list(dict.fromkeys(g for doc in docs for g in vect.analyse(doc)))
+    np.testing.assert_array_equal(vect.feature_index(grams),
+                                  [reference_bucket(g, spec.n_features) for g in grams])
+    tokens = [vect.tokenize(doc) for doc in docs]
+    assert_same_csr(vect.raw_counts_of(tokens), X)
+    assert_same_csr(vect.raw_counts(docs[::-1]), X[::-1])  # a row ignores its batch
+    assert vect.raw_counts([]).shape == (0, spec.n_features)
+
+
+def test_mixed_hashing_tells_n_grams_of_the_same_tokens_apart() -> None:
+    """Order and length both count: "not good" is not "good not", nor "good" a trigram
+    of repeats."""
+    vect = ReviewVectorizer(MIXED)
+    grams = ["not good", "good not", "good", "good good", "good good good", "not", "good !"]
+    assert len(set(vect.feature_index(grams).tolist())) == len(grams)
+
+
+def test_token_hashes_are_remembered_up_to_their_limit() -> None:
+    table = TokenHashes(limit=3)
+    words = ["good", "bad", "film", "plot", "good"]
+    assert [table[w] for w in words] == [murmurhash3_32(w, 0, True) for w in words]
+    assert list(table) == ["good", "bad", "film"]
+
+
+@pytest.mark.parametrize("change", [{"binary": False}, {"alternate_sign": True},
+                                    {"hasher_norm": "l2"}, {"ngram_hashing": "md5"}])
+def test_mixed_hashing_refuses_what_it_cannot_make(change: dict) -> None:
+    with pytest.raises(ValueError, match="ngram_hashing"):
+        ReviewVectorizer(replace(MIXED, **change))
+
+
+def test_the_hashing_rule_is_part_of_the_fingerprint() -> None:
+    strings = ReviewVectorizer(replace(MIXED, ngram_hashing="strings"))
+    assert strings.fingerprint != ReviewVectorizer(MIXED).fingerprint
 
 
 # -- column selection -------------------------------------------------------------------

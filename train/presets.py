@@ -117,6 +117,7 @@ DEFAULT = Preset(
         alternate_sign=False,
         hasher_norm=None,
         punctuation=True,
+        ngram_hashing="token_mix",
         hashed_features=2**24,
         columns="columns.npy",
         feature_weights="feature_weights.npy",
