@@ -17,6 +17,7 @@ import scipy
 import scipy.sparse as sp
 from sklearn.linear_model import SGDClassifier
 
+from model import prepare_for_serving
 from tests.fakes import make_reviews
 from tests.tiny_aclimdb import (
     REAL_ARCHIVE,
@@ -29,6 +30,7 @@ from train.evaluate import Metrics
 from train.pipeline import FeatureCache, FeaturePool, bounded_map, load_batch, save_batch
 from train.presets import BOOK, DEFAULT, OFFICIAL_TEST, TUTORIAL_5K, EvalSet
 from train.train import (
+    averaged,
     count_documents,
     drop_ngrams,
     eval_docs,
@@ -127,6 +129,33 @@ def test_dropout_is_checked_against_the_preset() -> None:
         replace(DEFAULT, vectorizer=replace(DEFAULT.vectorizer, row_norm=False))
     with pytest.raises(ValueError, match="one-pass preset"):
         replace(BOOK, dropout=0.5)
+    with pytest.raises(ValueError, match="at least 1"):
+        replace(DEFAULT, sgd_runs=0)
+    with pytest.raises(ValueError, match="one-pass preset"):
+        replace(BOOK, sgd_runs=2)
+
+
+def test_averaged_runs_score_the_mean_of_their_scores() -> None:
+    rng = np.random.RandomState(0)
+    X = sp.random(300, 50, density=0.2, format="csr", random_state=1)
+    y = (X @ rng.normal(size=50) > 0).astype(int)
+    runs = []
+    for seed in (1, 2):
+        clf = SGDClassifier(loss="log_loss", alpha=1e-4, average=True, random_state=seed)
+        for start in range(0, 300, 100):
+            clf.partial_fit(X[start:start + 100], y[start:start + 100], classes=[0, 1])
+        runs.append(clf)
+    before = [run.coef_.copy() for run in runs]
+    mean = averaged(runs)
+    assert not np.array_equal(runs[0].coef_, runs[1].coef_)
+    np.testing.assert_allclose(mean.decision_function(X),
+                               (runs[0].decision_function(X) + runs[1].decision_function(X)) / 2)
+    for run, coef in zip(runs, before, strict=True):
+        np.testing.assert_array_equal(run.coef_, coef)  # the runs are left as they were
+    assert averaged(runs[:1]) is runs[0]
+    served = prepare_for_serving(mean, {"learning_rate": "constant", "eta0": 1.0})
+    np.testing.assert_array_equal(served.coef_, mean.coef_)
+    served.partial_fit(X[:1], y[:1])  # and it keeps learning once served
 
 
 def test_nb_weights_favour_features_that_separate_the_classes() -> None:
@@ -256,6 +285,10 @@ def test_training_writes_pickles_manifest_and_report(trained: dict[str, TrainedR
     assert png.startswith(b"\x89PNG")
     assert {"csv", "features", "evaluate", "save"} <= set(report["stages"])
     assert ("sgd" in report["stages"]) == (name == "default")
+    if name == "default":  # every run sees every training review in every pass
+        preset = tiny_preset(name)
+        assert report["stages"]["sgd"]["docs"] == (
+            report["stages"]["features"]["docs"] * preset.epochs * preset.sgd_runs)
     for stage in report["stages"].values():
         assert set(stage) == {"seconds", "docs", "docs_per_s"}
     assert report["peak_rss_mb"]["main"] > 0 and report["peak_rss_mb"]["largest_worker"] > 0
