@@ -240,13 +240,13 @@ class SentimentModel:
             tokens = self.vectorizer.tokenize(text)
         if X is None:
             X = self.transform_tokens([tokens])
-        grams = list(dict.fromkeys(self.vectorizer.grams(tokens)))
+        grams = self.vectorizer.grams(tokens)  # repeats included, as gram_columns
         with NUMERIC:
             with self._weights:
                 weights = self._clf.coef_[0, X.indices]
             contribution = X.data * weights  # per column of X (sorted)
             # Each column is told by the first n-gram hashed into it.
-            columns, first = np.unique(self.vectorizer.feature_index(grams), return_index=True)
+            columns, first = np.unique(self.vectorizer.gram_columns(tokens), return_index=True)
             at = np.searchsorted(X.indices, columns).clip(max=len(X.indices) - 1)
             shown = X.indices[at] == columns if len(X.indices) else np.zeros(len(columns), bool)
             first, pushes = first[shown], contribution[at[shown]]

@@ -30,7 +30,7 @@ import re
 import string
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -289,13 +289,15 @@ class StringNGramHasher:
     def rows(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
         return sp.csr_matrix(self._hasher.transform(map(self._grams, token_lists)))
 
-    def buckets(self, grams: Sequence[str]) -> np.ndarray:
-        """FeatureHasher's rule, one MurmurHash3 per n-gram: ``abs(h) % n_buckets``.
+    def gram_buckets(self, tokens: list[str]) -> np.ndarray:
+        """The bucket of each n-gram of a review, in :class:`WordNGrams` order.
 
+        FeatureHasher's rule, one MurmurHash3 per n-gram: ``abs(h) % n_buckets``
         (Python integers make sklearn's special case for ``h = -2**31`` the
-        plain formula.)
+        plain formula).
         """
         n = self.n_buckets
+        grams = self._grams(tokens)
         return np.fromiter((abs(murmurhash3_32(g, 0)) % n for g in grams), np.int64, len(grams))
 
 
@@ -366,6 +368,20 @@ class MixedNGramHasher:
     def _bucket(self, keys: np.ndarray, n: int) -> np.ndarray:
         return _fmix64(keys + np.uint64(n)) % np.uint64(self.n_buckets)
 
+    def _keys(self, hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(n, the key of the n-gram starting at each token) for each n of the range.
+
+        Over a batch, the last n - 1 keys of a review run into the next one:
+        the caller drops them.
+        """
+        low, high = self.ngram_range
+        keys = hashes
+        for n in range(1, high + 1):
+            if n > 1:
+                keys = _fmix64(keys[:-1] * _CHAIN + hashes[n - 1:])
+            if n >= low:
+                yield n, keys
+
     def rows(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
         n_docs = len(token_lists)
         lengths = np.fromiter(map(len, token_lists), np.int64, n_docs)
@@ -374,15 +390,10 @@ class MixedNGramHasher:
             token_lists)), np.uint64, total)
         row = np.repeat(np.arange(n_docs, dtype=np.uint64) << _ROW_SHIFT, lengths)
         left = np.repeat(np.cumsum(lengths), lengths) - np.arange(total)  # tokens to its end
-        low, high = self.ngram_range
         parts = []
-        keys = tokens  # of the n-grams starting at each token (n = 1 first)
-        for n in range(1, high + 1):
-            if n > 1:
-                keys = _fmix64(keys[:-1] * _CHAIN + tokens[n - 1:])
-            if n >= low:
-                whole = left[:len(keys)] >= n  # the n-gram ends inside its review
-                parts.append(self._bucket(keys[whole], n) | row[:len(keys)][whole])
+        for n, keys in self._keys(tokens):
+            whole = left[:len(keys)] >= n  # the n-gram ends inside its review
+            parts.append(self._bucket(keys[whole], n) | row[:len(keys)][whole])
         # Row then bucket in one key: sorted and deduplicated, they are the
         # CSR rows, canonical. (np.unique would take 30 times as long here.)
         keys = np.sort(np.concatenate(parts))
@@ -396,20 +407,12 @@ class MixedNGramHasher:
                               (keys & _LOW_32).astype(np.int32), indptr),
                              shape=(n_docs, self.n_buckets))
 
-    def buckets(self, grams: Sequence[str]) -> np.ndarray:
-        """The bucket of each n-gram as :meth:`rows` places it, from its text."""
-        split = [gram.split(" ") for gram in grams]  # tokens never hold a space
-        orders = np.fromiter(map(len, split), np.int64, len(split))
-        buckets = np.empty(len(split), dtype=np.int64)
-        for n in sorted(set(orders.tolist())):
-            where = np.flatnonzero(orders == n)
-            hashes = np.fromiter(map(TOKEN_HASHES.__getitem__, itertools.chain.from_iterable(
-                split[i] for i in where)), np.uint64, n * len(where)).reshape(-1, n)
-            keys = hashes[:, 0].copy()
-            for j in range(1, n):
-                keys = _fmix64(keys * _CHAIN + hashes[:, j])
-            buckets[where] = self._bucket(keys, n)
-        return buckets
+    def gram_buckets(self, tokens: list[str]) -> np.ndarray:
+        """The bucket of each n-gram of a review, in :class:`WordNGrams` order, as
+        :meth:`rows` places it."""
+        hashes = np.fromiter(map(TOKEN_HASHES.__getitem__, tokens), np.uint64, len(tokens))
+        parts = [self._bucket(keys, n) for n, keys in self._keys(hashes)]
+        return np.concatenate(parts).astype(np.int64)
 
 
 NGRAM_HASHERS = {"strings": StringNGramHasher, "token_mix": MixedNGramHasher}
@@ -604,13 +607,10 @@ class ReviewVectorizer:
         X = sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.spec.n_features))
         return self.finish(X)
 
-    def feature_index(self, grams: Sequence[str]) -> np.ndarray:
-        """The column of each n-gram, exactly as the hasher places it (tested).
-
-        Straight from the n-gram's text, without building a sparse row per
-        n-gram.
-        """
-        buckets = self._hasher.buckets(grams)
+    def gram_columns(self, tokens: list[str]) -> np.ndarray:
+        """The column of each n-gram of :meth:`grams`, exactly as the hasher places it
+        (tested), without building a sparse row per n-gram."""
+        buckets = self._hasher.gram_buckets(tokens)
         return buckets if self.columns is None else self.columns(buckets).astype(np.int64)
 
 

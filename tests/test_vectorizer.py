@@ -145,17 +145,18 @@ def test_hashing_n_gram_strings_equals_sklearn_hashing_their_text(spec: Vectoriz
             ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
 
 
-def test_feature_index_places_n_gram_strings_where_the_hasher_does() -> None:
+def test_gram_columns_place_n_gram_strings_where_the_hasher_does() -> None:
     spec = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True,
                           alternate_sign=False, hasher_norm=None)
     vect = ReviewVectorizer(spec)
-    text = "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't"
-    grams = list(dict.fromkeys(vect.analyse(text)))
-    grams += [f"word{i} and more" for i in range(2_000)]
+    text = "Not bad at all, a joyous étude :) 漢字 <b>bold</b> didn't " + " ".join(
+        f"word{i} and more" for i in range(700))
+    tokens = vect.tokenize(text)
+    grams = vect.grams(tokens)
     hasher = FeatureHasher(n_features=spec.n_features, input_type="string",
                            alternate_sign=False)
     expected = hasher.transform([[g] for g in grams]).tocsr().indices
-    np.testing.assert_array_equal(vect.feature_index(grams), expected)
+    np.testing.assert_array_equal(vect.gram_columns(tokens), expected)
 
 
 # -- n-grams mixed from their tokens' hashes (the default's) ------------------------------
@@ -197,10 +198,11 @@ def test_mixed_hashing_sets_each_reviews_n_gram_buckets(ngram_range: tuple[int, 
     for i, doc in enumerate(docs):
         expected = sorted({reference_bucket(g, spec.n_features) for g in vect.analyse(doc)})
         assert X.indices[X.indptr[i]:X.indptr[i + 1]].tolist() == expected, doc
-    grams = list(dict.fromkeys(g for doc in docs for g in vect.analyse(doc)))
-    np.testing.assert_array_equal(vect.feature_index(grams),
-                                  [reference_bucket(g, spec.n_features) for g in grams])
     tokens = [vect.tokenize(doc) for doc in docs]
+    for review in tokens:  # each n-gram's bucket, in order, repeats included
+        np.testing.assert_array_equal(
+            vect.gram_columns(review),
+            [reference_bucket(g, spec.n_features) for g in vect.grams(review)])
     assert_same_csr(vect.raw_counts_of(tokens), X)
     assert_same_csr(vect.raw_counts(docs[::-1]), X[::-1])  # a row ignores its batch
     assert vect.raw_counts([]).shape == (0, spec.n_features)
@@ -210,8 +212,10 @@ def test_mixed_hashing_tells_n_grams_of_the_same_tokens_apart() -> None:
     """Order and length both count: "not good" is not "good not", nor "good" a trigram
     of repeats."""
     vect = ReviewVectorizer(MIXED)
-    grams = ["not good", "good not", "good", "good good", "good good good", "not", "good !"]
-    assert len(set(vect.feature_index(grams).tolist())) == len(grams)
+    tokens = ["not", "good", "not", "good", "good", "good", "!"]
+    grams = vect.grams(tokens)
+    columns = vect.gram_columns(tokens)
+    assert len(set(columns.tolist())) == len(set(grams)) == 12
 
 
 def test_token_hashes_are_remembered_up_to_their_limit() -> None:
@@ -283,9 +287,9 @@ def test_selected_columns_are_the_hashed_buckets_mapped() -> None:
         row = hashed.indices[hashed.indptr[i]:hashed.indptr[i + 1]]
         assert X.indices[X.indptr[i]:X.indptr[i + 1]].tolist() == sorted(set(vect.columns(row)))
     assert_same_csr(vect.to_columns(hashed), X)
-    grams = vect.analyse(docs[0])
-    np.testing.assert_array_equal(vect.feature_index(grams),
-                                  vect.columns(buckets_only.feature_index(grams)))
+    tokens = vect.tokenize(docs[0])
+    np.testing.assert_array_equal(vect.gram_columns(tokens),
+                                  vect.columns(buckets_only.gram_columns(tokens)))
     with pytest.raises(ValueError, match="column map"):
         buckets_only.to_columns(hashed)
 
