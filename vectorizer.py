@@ -236,6 +236,14 @@ class ColumnMap:
         spare = self.n_kept + buckets % (self.n_columns - self.n_kept)
         return np.where((words >> bit) & np.uint64(1), rank, spare).astype(np.int32)
 
+    def map_rows(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """Binary rows over the buckets -> over the columns, canonical."""
+        mapped = sp.csr_matrix((X.data.copy(), self(X.indices), X.indptr.copy()),
+                               shape=(X.shape[0], self.n_columns))
+        mapped.sum_duplicates()  # sorts each row; buckets sharing a spare column merge
+        mapped.data[:] = 1  # binary (checked when the vectorizer is built)
+        return mapped
+
     def __getstate__(self) -> dict[str, Any]:
         return {"kept": self.kept, "n_columns": self.n_columns, "n_buckets": self.n_buckets}
 
@@ -286,8 +294,11 @@ class StringNGramHasher:
             dtype=np.dtype(spec.dtype),
         )
 
-    def rows(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
-        return sp.csr_matrix(self._hasher.transform(map(self._grams, token_lists)))
+    def rows(self, token_lists: Sequence[list[str]],
+             columns: ColumnMap | None = None) -> sp.csr_matrix:
+        """Rows over the buckets, or over the columns of ``columns``."""
+        X = sp.csr_matrix(self._hasher.transform(map(self._grams, token_lists)))
+        return X if columns is None else columns.map_rows(X)
 
     def gram_buckets(self, tokens: list[str]) -> np.ndarray:
         """The bucket of each n-gram of a review, in :class:`WordNGrams` order.
@@ -382,7 +393,11 @@ class MixedNGramHasher:
             if n >= low:
                 yield n, keys
 
-    def rows(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
+    def rows(self, token_lists: Sequence[list[str]],
+             columns: ColumnMap | None = None) -> sp.csr_matrix:
+        """Rows over the buckets, or over the columns of ``columns``: each bucket is
+        mapped before the one sort, so no bucket row is built (a tenth of a
+        served prediction's CPU)."""
         n_docs = len(token_lists)
         lengths = np.fromiter(map(len, token_lists), np.int64, n_docs)
         total = int(lengths.sum())
@@ -393,7 +408,10 @@ class MixedNGramHasher:
         parts = []
         for n, keys in self._keys(tokens):
             whole = left[:len(keys)] >= n  # the n-gram ends inside its review
-            parts.append(self._bucket(keys[whole], n) | row[:len(keys)][whole])
+            buckets = self._bucket(keys[whole], n)
+            if columns is not None:
+                buckets = columns(buckets).astype(np.uint64)
+            parts.append(buckets | row[:len(keys)][whole])
         # Row then bucket in one key: sorted and deduplicated, they are the
         # CSR rows, canonical. (np.unique would take 30 times as long here.)
         keys = np.sort(np.concatenate(parts))
@@ -403,9 +421,9 @@ class MixedNGramHasher:
         indptr = np.zeros(n_docs + 1, dtype=np.int32)
         np.cumsum(np.bincount((keys >> _ROW_SHIFT).astype(np.intp), minlength=n_docs),
                   out=indptr[1:])
+        width = self.n_buckets if columns is None else columns.n_columns
         return sp.csr_matrix((np.ones(len(keys), dtype=self.dtype),
-                              (keys & _LOW_32).astype(np.int32), indptr),
-                             shape=(n_docs, self.n_buckets))
+                              (keys & _LOW_32).astype(np.int32), indptr), shape=(n_docs, width))
 
     def gram_buckets(self, tokens: list[str]) -> np.ndarray:
         """The bucket of each n-gram of a review, in :class:`WordNGrams` order, as
@@ -482,8 +500,7 @@ class ReviewVectorizer:
 
     def raw_counts_of(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
         """:meth:`raw_counts` of reviews already split by :meth:`tokenize`."""
-        X = self._hasher.rows(token_lists)
-        return X if self.columns is None else self.to_columns(X)
+        return self._hasher.rows(token_lists, self.columns)
 
     def to_columns(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Raw counts over the hash buckets -> over the model's columns (see ColumnMap).
@@ -496,11 +513,7 @@ class ReviewVectorizer:
         if self.columns is None or X.shape[1] != self.n_buckets:
             raise ValueError(f"features with {X.shape[1]} columns need a column map "
                              f"for {self.n_buckets} buckets")
-        mapped = sp.csr_matrix((X.data.copy(), self.columns(X.indices), X.indptr.copy()),
-                               shape=(X.shape[0], self.spec.n_features))
-        mapped.sum_duplicates()  # sorts each row; buckets sharing a spare column merge
-        mapped.data[:] = 1  # binary (checked when built)
-        return mapped
+        return self.columns.map_rows(X)
 
     def transform(self, docs: Iterable[str]) -> sp.csr_matrix:
         return self.finish(self.raw_counts(docs))

@@ -245,19 +245,21 @@ SELECTING = VectorizerSpec(n_features=2**10, ngram_range=(1, 2), binary=True,
                            feature_weights="w.npy", row_norm=True, dtype="float32")
 
 
-def selecting_vectorizer(seed: int = 0) -> tuple[ReviewVectorizer, ReviewVectorizer]:
+def selecting_vectorizer(seed: int = 0, ngram_hashing: str = "strings"
+                         ) -> tuple[ReviewVectorizer, ReviewVectorizer]:
     """(a vectorizer with a random column map, the same without its map: hash buckets).
 
     The map keeps 700 random buckets of those the generated reviews use, so
     that reviews have kept and spare columns.
     """
+    spec = replace(SELECTING, ngram_hashing=ngram_hashing)
     rng = np.random.default_rng(seed)
-    weights = rng.uniform(0.1, 2.0, SELECTING.n_features).astype(np.float32)
-    buckets_only = ReviewVectorizer(SELECTING, [], weights)
+    weights = rng.uniform(0.1, 2.0, spec.n_features).astype(np.float32)
+    buckets_only = ReviewVectorizer(spec, [], weights)
     used = np.unique(buckets_only.raw_counts([t for t, _ in make_reviews(100)]).indices)
     kept = np.sort(rng.choice(used, 700, replace=False))
-    columns = ColumnMap(kept, SELECTING.n_features, SELECTING.hashed_features)
-    return ReviewVectorizer(SELECTING, [], weights, columns), buckets_only
+    columns = ColumnMap(kept, spec.n_features, spec.hashed_features)
+    return ReviewVectorizer(spec, [], weights, columns), buckets_only
 
 
 def test_column_map_ranks_kept_buckets_and_folds_the_rest() -> None:
@@ -276,8 +278,10 @@ def test_column_map_ranks_kept_buckets_and_folds_the_rest() -> None:
             ColumnMap(np.array(kept), SELECTING.n_features, SELECTING.hashed_features)
 
 
-def test_selected_columns_are_the_hashed_buckets_mapped() -> None:
-    vect, buckets_only = selecting_vectorizer()
+@pytest.mark.parametrize("ngram_hashing", ["strings", "token_mix"])
+def test_selected_columns_are_the_hashed_buckets_mapped(ngram_hashing: str) -> None:
+    """Whether mapped after the rows are built (strings) or before (token_mix)."""
+    vect, buckets_only = selecting_vectorizer(ngram_hashing=ngram_hashing)
     docs = [t for t, _ in make_reviews(30)] + ["", "Great!!! :)"]
     X = vect.raw_counts(docs)
     hashed = buckets_only.raw_counts(docs)  # the map unknown: training's first pass
