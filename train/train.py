@@ -11,9 +11,8 @@ Stages (each timed in the report):
    so later passes only read it; with dropout, each pass fits random
    sub-reviews of the finished rows (:func:`drop_ngrams`); with several SGD
    runs, each batch read feeds every run, and their weights are averaged
-   (:func:`averaged`). Meanwhile the
-   workers, otherwise idle, hash the evaluation sets into a second cache:
-   raw counts need no weights.
+   (:func:`averaged`). Meanwhile the workers, otherwise idle, hash the
+   evaluation sets into a second cache: raw counts need no weights.
 4. ``evaluate``: waits for whatever evaluation batches are still being
    hashed, finishes each cached batch with the weights in this process,
    predicts it once and counts it towards every evaluation set its reviews
