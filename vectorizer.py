@@ -173,6 +173,11 @@ class VectorizerSpec:
     dtype: str = "float64"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def binary_rows(self) -> bool:
+        """Whether a raw row is just its columns: every value 1, unsigned, not normalised."""
+        return self.binary and not self.alternate_sign and self.hasher_norm is None
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ngram_range"] = list(self.ngram_range)
@@ -370,7 +375,7 @@ class MixedNGramHasher:
     """
 
     def __init__(self, spec: VectorizerSpec, n_buckets: int) -> None:
-        if not spec.binary or spec.alternate_sign or spec.hasher_norm is not None:
+        if not spec.binary_rows:
             raise ValueError('ngram_hashing="token_mix" makes binary features: it needs '
                              "binary=True, alternate_sign=False and hasher_norm=None")
         self.n_buckets = n_buckets
@@ -414,7 +419,7 @@ class MixedNGramHasher:
                 buckets = columns(buckets).astype(np.uint64)
             parts.append(buckets | row[:len(keys)][whole])
         # Row then bucket in one key: sorted and deduplicated, they are the
-        # CSR rows, canonical. (np.unique would take 30 times as long here.)
+        # CSR rows, canonical. (np.unique took 35 times as long here.)
         keys = np.sort(np.concatenate(parts))
         distinct = np.ones(len(keys), dtype=bool)
         np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
@@ -566,8 +571,7 @@ class ReviewVectorizer:
     @property
     def stores_columns_only(self) -> bool:
         """Whether a raw row is just its columns (every value 1), so storing those is enough."""
-        spec = self.spec
-        return spec.binary and not spec.alternate_sign and spec.hasher_norm is None
+        return self.spec.binary_rows
 
     def encode_rows(self, X: sp.csr_matrix) -> list[bytes | None]:
         """Each row's columns in a compact form, for :meth:`decode_rows` (None: not storable).

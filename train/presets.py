@@ -71,17 +71,22 @@ class Preset:
                              "columns inert in training (train.serving_weights)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.dropout and self.vectorizer.feature_weights is None and self.epochs == 1:
+        if self.dropout and self.one_pass:
             raise ValueError("dropout applies to the SGD passes over cached batches, which a "
                              "one-pass preset does not make")
         if self.sgd_runs < 1:
             raise ValueError(f"sgd_runs must be at least 1, got {self.sgd_runs}")
-        if self.sgd_runs > 1 and self.vectorizer.feature_weights is None and self.epochs == 1:
+        if self.sgd_runs > 1 and self.one_pass:
             raise ValueError("several SGD runs share the passes over cached batches, which a "
                              "one-pass preset does not make")
         if self.dropout and not self.vectorizer.row_norm:
             raise ValueError("dropout re-normalises each row (train.drop_ngrams): it needs "
                              "row_norm")
+
+    @property
+    def one_pass(self) -> bool:
+        """Whether the preset learns while streaming (no weights to compute first, one epoch)."""
+        return self.vectorizer.feature_weights is None and self.epochs == 1
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -327,7 +327,7 @@ def train(
         # The curve set is small and fixed: hash it once, keep it in memory.
         batches = pool.raw_counts(minibatches(_curve_docs(preset, csv_path), EVAL_BATCH))
         curve = LearningCurve(list(batches), report.curve)
-        if one_pass(preset):  # points during the first pass, before any weights
+        if preset.one_pass:  # points during the first pass, before any weights
             curve.use(raw_vectorizer)
         cache = FeatureCache(Path(tmp) / "train")
         weights, columns = _first_pass(preset, csv_path, pool, runs[0], cache, curve,
@@ -338,7 +338,7 @@ def train(
         spill = pool.spill(eval_jobs(csv_path, spilled), FeatureCache(Path(tmp) / "eval"))
         try:
             train_docs = report.stages["features"].docs
-            if not one_pass(preset):
+            if not preset.one_pass:
                 _sgd_passes(preset, runs, cache, vectorizer, rng, report, curve, progress)
             clf = averaged(runs)
             total = train_docs * preset.epochs
@@ -355,11 +355,6 @@ def train(
         report.info["eval_cache_mb"] = round(spill.cache.bytes / 2**20, 1)
     report.info["train_docs"] = train_docs
     return served, weights, columns, report
-
-
-def one_pass(preset: Preset) -> bool:
-    """Whether the preset learns while streaming (no weights to compute first, one epoch)."""
-    return preset.vectorizer.feature_weights is None and preset.epochs == 1
 
 
 def _curve_docs(preset: Preset, csv_path: Path) -> Iterator[tuple[str, int]]:
@@ -386,7 +381,7 @@ def _first_pass(
     for presets without.
     """
     spec = preset.vectorizer
-    learn_now = one_pass(preset)
+    learn_now = preset.one_pass
     train_docs = stream_docs(
         csv_path, preset.train_split, preset.holdout,
         None if preset.train_stop is None else preset.holdout + preset.train_stop,
