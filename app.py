@@ -49,7 +49,7 @@ from werkzeug.exceptions import HTTPException
 import heap
 from cli import register_cli
 from feedback import MAX_ID, FeedbackError, FeedbackLog, UnknownPrediction
-from forms import MAX_REVIEW, MIN_REVIEW, WORDLESS, FeedbackForm, ReviewForm
+from forms import MAX_REVIEW, MIN_REVIEW, VERDICT_BUTTONS, WORDLESS, FeedbackForm, ReviewForm
 from learner import Learner, LearnerConfig
 from model import SentimentModel
 from vectorizer import PKL_DIR, has_words
@@ -336,7 +336,7 @@ def register_routes(app: Flask, learner: Learner, predictions: Callable,
             prediction_id=prediction_id,
             model_version=version,
             explanation=learner.model.explain(review, X=X, tokens=tokens),
-            form=FeedbackForm(prediction_id=str(prediction_id)),
+            verdicts=VERDICT_BUTTONS,
         )
 
     @app.post("/thanks")

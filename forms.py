@@ -31,13 +31,17 @@ class ReviewForm(FlaskForm):
     submit = SubmitField("Analyse")
 
 
+# The verdict buttons' labels (results.html writes the form's fields out itself).
+VERDICT_BUTTONS = {"correct": "Correct", "incorrect": "Incorrect"}
+
+
 class FeedbackForm(FlaskForm):
     """Carries only the prediction id and the verdict: the server never trusts
     a review text or a label sent back by the browser."""
 
     prediction_id = HiddenField(validators=[InputRequired(), Regexp(r"^[0-9]{1,18}$")])
-    correct = SubmitField("Correct")
-    incorrect = SubmitField("Incorrect")
+    correct = SubmitField(VERDICT_BUTTONS["correct"])
+    incorrect = SubmitField(VERDICT_BUTTONS["incorrect"])
 
     def verdict(self) -> bool | None:
         """True/False for the button pressed; None if it is not exactly one."""

@@ -240,7 +240,6 @@ class SentimentModel:
             tokens = self.vectorizer.tokenize(text)
         if X is None:
             X = self.transform_tokens([tokens])
-        grams = self.vectorizer.grams(tokens)  # repeats included, as gram_columns
         with NUMERIC:
             with self._weights:
                 weights = self._clf.coef_[0, X.indices]
@@ -257,7 +256,7 @@ class SentimentModel:
         # strongest of n-grams that contain one another.
         chosen: list[tuple[str, float]] = []
         for position, push in zip(first, pushes, strict=True):
-            gram = grams[position]
+            gram = self.vectorizer.gram(tokens, position)  # positions as in gram_columns
             if push == 0.0 or any(_overlaps(gram, other) for other, _ in chosen):
                 continue
             chosen.append((gram, push))

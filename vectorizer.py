@@ -274,6 +274,17 @@ class WordNGrams:
             grams += map(" ".join, zip(*(tokens[i:] for i in range(n)), strict=False))
         return grams
 
+    def gram(self, tokens: list[str], position: int) -> str:
+        """``self(tokens)[position]``, without building the other n-grams (an
+        explanation shows a handful of a review's ~700)."""
+        low, high = self.ngram_range
+        for n in range(low, high + 1):
+            count = max(len(tokens) - n + 1, 0)
+            if 0 <= position < count:
+                return " ".join(tokens[position:position + n])
+            position -= count
+        raise IndexError("n-gram position out of range")
+
 
 def _already_analysed(grams: list[str]) -> list[str]:
     """The analyzer of a hasher fed n-grams instead of text (a function, so it pickles)."""
@@ -411,16 +422,17 @@ class MixedNGramHasher:
             token_lists)), np.uint64, total)
         row = np.repeat(np.arange(n_docs, dtype=np.uint64) << _ROW_SHIFT, lengths)
         left = np.repeat(np.cumsum(lengths), lengths) - np.arange(total)  # tokens to its end
-        parts = []
+        buckets, rows = [], []
         for n, keys in self._keys(tokens):
             whole = left[:len(keys)] >= n  # the n-gram ends inside its review
-            buckets = self._bucket(keys[whole], n)
-            if columns is not None:
-                buckets = columns(buckets).astype(np.uint64)
-            parts.append(buckets | row[:len(keys)][whole])
+            buckets.append(self._bucket(keys[whole], n))
+            rows.append(row[:len(keys)][whole])
+        buckets = np.concatenate(buckets)
+        if columns is not None:
+            buckets = columns(buckets).astype(np.uint64)
         # Row then bucket in one key: sorted and deduplicated, they are the
         # CSR rows, canonical. (np.unique took 35 times as long here.)
-        keys = np.sort(np.concatenate(parts))
+        keys = np.sort(buckets | np.concatenate(rows))
         distinct = np.ones(len(keys), dtype=bool)
         np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
         keys = keys[distinct]
@@ -489,6 +501,10 @@ class ReviewVectorizer:
     def grams(self, tokens: list[str]) -> list[str]:
         """The n-grams of a tokenized review in order, repeats included."""
         return self._grams(tokens)
+
+    def gram(self, tokens: list[str], position: int) -> str:
+        """``grams(tokens)[position]``, the others left unbuilt."""
+        return self._grams.gram(tokens, position)
 
     def analyse(self, doc: str) -> list[str]:
         """The review's n-grams in order, repeats included: exactly what gets hashed."""

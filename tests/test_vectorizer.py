@@ -145,6 +145,17 @@ def test_hashing_n_gram_strings_equals_sklearn_hashing_their_text(spec: Vectoriz
             ["good good", "good end", "end :)"] + trigrams if spec.ngram_range == (1, 3) else [])
 
 
+@pytest.mark.parametrize("ngram_range", [(1, 1), (1, 3), (2, 3), (3, 3)])
+def test_gram_at_a_position_is_that_n_gram_of_the_list(ngram_range: tuple[int, int]) -> None:
+    grams = WordNGrams(ngram_range)
+    for tokens in ([], ["one"], ["a", "b"], ["not", "bad", "at", "all", "!", "bad"]):
+        expected = grams(tokens)
+        assert [grams.gram(tokens, i) for i in range(len(expected))] == expected
+        for outside in (len(expected), -1):
+            with pytest.raises(IndexError):
+                grams.gram(tokens, outside)
+
+
 def test_gram_columns_place_n_gram_strings_where_the_hasher_does() -> None:
     spec = VectorizerSpec(n_features=2**20, ngram_range=(1, 3), binary=True,
                           alternate_sign=False, hasher_norm=None)
