@@ -7,6 +7,7 @@ live model and the feedback log. ``python app.py`` serves it with waitress.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -53,6 +54,7 @@ from forms import MAX_REVIEW, MIN_REVIEW, VERDICT_BUTTONS, WORDLESS, FeedbackFor
 from learner import Learner, LearnerConfig
 from model import SentimentModel
 from vectorizer import PKL_DIR, has_words
+from workers import bind, serve_forked, usable_cores
 
 ROOT = Path(__file__).resolve().parent
 MAX_BATCH = 1_000
@@ -610,9 +612,9 @@ def body_limit(app: Flask) -> dict[str, int]:
     return {"max_request_body_size": 2 * limit} if limit else {}
 
 
-def serve_app(threads: int, sock: socket.socket, announce: str | None = None) -> None:
+def serve_app(threads: int, sock: socket.socket, ready: Callable[[], None]) -> None:
     """Build the app and serve it on ``sock`` with waitress until SIGTERM or SIGINT,
-    then checkpoint. ``announce``: printed once the app is built."""
+    then checkpoint. ``ready()``: called once the app is built."""
     from waitress import serve
 
     try:
@@ -620,8 +622,7 @@ def serve_app(threads: int, sock: socket.socket, announce: str | None = None) ->
     except StartupError as exc:
         print(f"error: {exc.format_message()}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
-    if announce:
-        print(announce, flush=True)
+    ready()
     learner: Learner = app.extensions["learner"]
     heap.release_free_memory()  # what loading the model and replaying the log left
     # The ~130,000 objects that exist now (the libraries, the model) live as
@@ -667,11 +668,11 @@ def main(argv: list[str] | None = None) -> int:
                         type=whole_number("a number of threads (1 or more; --threads or "
                                           "$THREADS)", 1),
                         help="waitress worker threads per process (default: $THREADS or 4)")
-    parser.add_argument("--workers", default=os.environ.get("WORKERS", "1"),
+    parser.add_argument("--workers", default=os.environ.get("WORKERS", str(usable_cores())),
                         type=whole_number("a number of processes (1 or more; --workers or "
                                           "$WORKERS)", 1),
-                        help="processes sharing the port (default: $WORKERS or 1; "
-                             "see workers.py)")
+                        help="processes sharing the port (default: $WORKERS or one per CPU "
+                             f"core, {usable_cores()} here; see workers.py)")
     parser.add_argument("--debug", action="store_true",
                         help="Flask's debug server (never in production)")
     args = parser.parse_args(argv)
@@ -697,8 +698,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             app.extensions["learner"].close()
         return 0
-    from workers import bind, serve_forked
-
     try:  # before building anything: a port in use is told at once
         sockets = bind(args.host, args.port, args.workers)
     except OSError as exc:
@@ -707,9 +706,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         if args.workers > 1:
-            return serve_forked(lambda worker_sock: serve_app(args.threads, worker_sock),
-                                sockets, args.workers)
-        serve_app(args.threads, sockets[0], f"Serving on http://{args.host}:{args.port}")
+            return serve_forked(functools.partial(serve_app, args.threads), sockets,
+                                args.workers)
+        serve_app(args.threads, sockets[0],
+                  lambda: print(f"Serving on http://{args.host}:{args.port}", flush=True))
     finally:
         for sock in sockets:
             sock.close()

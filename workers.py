@@ -46,6 +46,20 @@ MIN_WORKER_LIFETIME = 5.0
 STOP_GRACE = 30.0
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on: the default number of workers.
+
+    One worker per core: a worker runs Python on one core at a time, so fewer
+    leave cores idle under load (one process served about half the
+    predictions per second of two on this project's 2-core machine), and more
+    only add memory and verdicts to learn (every worker learns every verdict).
+    """
+    try:
+        return len(os.sched_getaffinity(0))  # what a container or taskset allows
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def bind(host: str, port: int, workers: int = 1, backlog: int = 1024) -> list[socket.socket]:
     """The listening sockets on ``host:port``: one per worker where the system spreads
     connections among sockets of one port (SO_REUSEPORT), else one for all.
@@ -89,20 +103,28 @@ def _listening(host: str, port: int, backlog: int, reuse_port: bool) -> socket.s
 
 
 class Supervisor:
-    """Forks ``workers`` children running ``run_worker(sock)`` and keeps them alive.
+    """Forks ``workers`` children running ``run_worker(sock, ready)`` and keeps them alive.
 
     ``sockets`` (from :func:`bind`): worker ``i`` accepts on ``sockets[i]``,
-    or all on one shared socket; a replacement takes its predecessor's.
+    or all on one shared socket; a replacement takes its predecessor's. A
+    worker calls ``ready()`` once its app is built; ``announce`` is printed
+    when every first worker has, so that a server whose workers cannot start
+    (an unusable instance folder, say) never claims to be serving.
     """
 
     def __init__(self, sockets: list[socket.socket], workers: int,
-                 run_worker: Callable[[socket.socket], None]) -> None:
+                 run_worker: Callable[[socket.socket, Callable[[], None]], None],
+                 announce: str | None = None) -> None:
         self.sockets = sockets
         self.workers = workers
         self.run_worker = run_worker
+        self.announce = announce
         self.children: dict[int, tuple[float, int]] = {}  # pid -> (start time, slot)
         self.stopping = False
         self.kill_at = float("inf")
+        self._ready_reader, self._ready_writer = os.pipe()
+        os.set_blocking(self._ready_reader, False)
+        self._ready = 0  # workers that said they serve
 
     def spawn(self, slot: int) -> None:
         sock = self.sockets[slot % len(self.sockets)]
@@ -115,7 +137,8 @@ class Supervisor:
                 for other in self.sockets:  # the other workers' sockets stay theirs
                     if other is not sock:
                         other.close()
-                self.run_worker(sock)
+                os.close(self._ready_reader)
+                self.run_worker(sock, self._worker_ready)
             except KeyboardInterrupt:
                 pass
             except SystemExit as exc:  # the worker said why (e.g. an unusable instance folder)
@@ -128,6 +151,23 @@ class Supervisor:
                 os._exit(code)
         self.children[pid] = (time.monotonic(), slot)
         log.info("started worker %d", pid)
+
+    def _worker_ready(self) -> None:
+        """In a worker: tell the parent this worker serves (once)."""
+        if self._ready_writer >= 0:
+            os.write(self._ready_writer, b".")
+            os.close(self._ready_writer)
+            self._ready_writer = -1
+
+    def _count_ready(self) -> None:
+        """In the parent: count the workers that said they serve; announce when all have."""
+        try:
+            self._ready += len(os.read(self._ready_reader, 1024))
+        except BlockingIOError:
+            return
+        if self.announce and self._ready >= self.workers and not self.stopping:
+            print(self.announce, flush=True)
+            self.announce = None
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         if not self.stopping:
@@ -156,6 +196,7 @@ class Supervisor:
             except ChildProcessError:
                 break
             if pid == 0:  # nobody exited: check the stop deadline, then look again
+                self._count_ready()
                 if time.monotonic() > self.kill_at:
                     for late in self.children:
                         log.error("worker %d did not stop in %.0f s; killing it", late,
@@ -181,10 +222,13 @@ class Supervisor:
         return status
 
 
-def serve_forked(run_worker: Callable[[socket.socket], None], sockets: list[socket.socket],
-                 workers: int) -> int:
-    """Serve on ``sockets`` (see :func:`bind`) from ``workers`` processes until stopped."""
+def serve_forked(run_worker: Callable[[socket.socket, Callable[[], None]], None],
+                 sockets: list[socket.socket], workers: int) -> int:
+    """Serve on ``sockets`` (see :func:`bind`) from ``workers`` processes until stopped.
+
+    ``run_worker(sock, ready)`` serves on ``sock`` and calls ``ready()`` once it can.
+    """
     host, port = sockets[0].getsockname()[:2]
-    print(f"Serving on http://{host}:{port} with {workers} worker processes", flush=True)
-    return Supervisor(sockets, workers, run_worker).run()
+    announce = f"Serving on http://{host}:{port} with {workers} worker processes"
+    return Supervisor(sockets, workers, run_worker, announce).run()
 

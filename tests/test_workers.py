@@ -29,17 +29,23 @@ from versions import VersionStore
 from workers import MIN_WORKER_LIFETIME
 
 
-def start(instance: Path, model_dir: Path, log: Path,
-          workers: int = 2) -> tuple[subprocess.Popen, int]:
+def start(instance: Path, model_dir: Path, log: Path, workers: int | None = 2,
+          cores: set[int] | None = None) -> tuple[subprocess.Popen, int]:
+    """``python app.py`` with ``workers`` (None: the default) on the CPU ``cores``
+    (None: this process's)."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SENTIMENT_") and k != "WORKERS"}
     env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
                SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false")
     env.pop("SECRET_KEY", None)  # the workers create the key together, as on a first start
+    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--threads", "2"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
-                                 "--workers", str(workers), "--threads", "2"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                preexec_fn=cores and (lambda: os.sched_setaffinity(0, cores)))
     return proc, port
 
 
@@ -152,6 +158,25 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
     assert state.equals(expected)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPU cores")
+@pytest.mark.parametrize("n_cores", [1, 2])
+def test_by_default_one_worker_serves_per_usable_core(tmp_path: Path, tiny_model_dir: Path,
+                                                      n_cores: int) -> None:
+    """One process per core the server may run on (its affinity, as a container or
+    taskset sets it); one core: no supervisor, the process serves itself."""
+    cores = set(sorted(os.sched_getaffinity(0))[:n_cores])
+    log = tmp_path / "app.log"
+    proc, port = start(tmp_path / "instance", tiny_model_dir, log, workers=None, cores=cores)
+    try:
+        wait_until_serving(proc, port, log, workers=0 if n_cores == 1 else n_cores)
+        assert len(psutil.Process(proc.pid).children()) == (0 if n_cores == 1 else n_cores)
+    finally:
+        assert stop(proc) == 0, log.read_text()[-3000:]
+    announced = [line for line in log.read_text().splitlines() if line.startswith("Serving on")]
+    assert announced == [f"Serving on http://127.0.0.1:{port}" if n_cores == 1 else
+                         f"Serving on http://127.0.0.1:{port} with {n_cores} worker processes"]
+
+
 def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path,
                                                      tiny_model_dir: Path) -> None:
     log = tmp_path / "app.log"
@@ -164,6 +189,7 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path,
         stop(proc)
     assert code == 1, log.read_text()[-3000:]
     assert "right after starting; stopping" in log.read_text()
+    assert "Serving on" not in log.read_text()  # announced only once every worker serves
     assert f"error: cannot start the app: the instance folder {not_a_folder} is a file" \
         in log.read_text()
     assert "Traceback" not in log.read_text()
@@ -252,7 +278,7 @@ import workers
 
 workers.STOP_GRACE = 1.0
 
-def stuck(sock):
+def stuck(sock, ready):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never finishes its checkpoint
     print("WORKER", os.getpid(), flush=True)
     while True:
