@@ -10,22 +10,34 @@ clients (connections that one thread drives) and ``--seconds`` per figure:
 
 plus sequential single-review latency, memory after start and after load
 (RSS and PSS summed over the app's processes), and start-up time with 10,000
-stored verdicts; all of it once per ``--workers`` value (default: 1, then 2
-pre-forked processes). Each load figure also gives the app's CPU time per
-request, steadier than requests/s on a shared machine, and the load
-generator's own, which it takes from the same cores: together they bound what
-the machine can serve at all. ``--figures`` and
+stored verdicts; all of it once per ``--workers`` value (default: 1, then
+app.py's default of one pre-forked process per CPU core). Each load figure
+also gives the app's CPU time per request, steadier than requests/s on a
+shared machine, and the load generator's own, which it takes from the same
+cores: together they bound what the machine can serve at all. ``--figures`` and
 ``--startup-verdicts 0`` narrow a run down, for paired comparisons of one
 figure; ``--threads 4 1`` measures each thread count in turn. The app's
 per-client rate limits are off (every request comes from one address), or
 with ``--rate-limits`` on but far above the load, to measure what checking
 them costs. Every loop is bounded in time and count and only talks to 127.0.0.1.
+
+Ratios are only printed against a baseline measured in the same run, on the
+same machine with the same load generator and settings (figures from another
+day and another host compare nothing): first the tutorial's app
+(``bench/tutorial_app.py``: waitress, 4 threads, the book preset's pickles
+from ``--tutorial-model DIR`` or trained for the run from ``--archive`` or
+$ACLIMDB_ARCHIVE) is measured: its results page, its verdicts
+(``POST /thanks``), its memory, and its start-up with the same number of
+stored verdicts (it has no JSON API, so no predict or sequential figure).
+``--no-baseline`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
+import itertools
 import json
 import os
 import re
@@ -39,12 +51,14 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import psutil
 
 from bench import library_versions, versions_line
+from train.data import DataError, given_archive, resolve_archive
+from workers import usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEW = (
@@ -63,10 +77,14 @@ REVIEW = (
     "believes that cinema can be both entertaining and honest about being human at once."
 )
 
-# The tutorial's app, measured on this machine under waitress (from the issue):
-# a reference for scale, not re-measured here.
 FIGURES = ("predict", "page", "verdict", "sequential")  # load figures, in the order run
-TUTORIAL = {"pages_per_s": 490, "pages_p99_ms": 32, "verdicts_per_s": 185, "rss_mb": 200}
+# The tutorial's app has no JSON API: only these figures have a counterpart there.
+TUTORIAL_FIGURES = ("page", "verdict")
+TUTORIAL_THREADS = 4  # waitress's default, under which the tutorial's app is measured
+PAGE = "HTML results page"
+VERDICT = "POST /api/feedback (verdict)"
+TUTORIAL_VERDICT = "POST /thanks (verdict)"
+FORM = "application/x-www-form-urlencoded"
 TARGETS = {
     "predict_per_s": 750,
     "predict_p99_ms": 25,
@@ -91,6 +109,13 @@ def free_port() -> int:
 
 @dataclass
 class Server:
+    """An app under test in a subprocess on a loopback port: our app.py by default.
+
+    Subclasses (:class:`TutorialServer`) only say which command to run and
+    which page answers once it is up, so that both apps are started, timed
+    and accounted for (memory, CPU) by the same code.
+    """
+
     instance: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
@@ -98,10 +123,19 @@ class Server:
     workers: int = 1
     threads: int | None = None  # None: app.py's default
     rate_limits: bool = False
+    health_path: ClassVar[str] = "/api/health"  # answers 200 once the app serves
+    label: ClassVar[str] = "app.py"
 
-    def start(self, timeout: float = 60.0) -> float:
-        """Start app.py and wait until /api/health answers; returns seconds taken."""
-        env = {
+    def command(self) -> list[str]:
+        """The command line that serves the app on ``self.port``."""
+        command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
+                   "--workers", str(self.workers)]
+        if self.threads:
+            command += ["--threads", str(self.threads)]
+        return command
+
+    def environment(self) -> dict[str, str]:
+        return {
             **os.environ,
             "INSTANCE_PATH": str(self.instance),
             # The bench measures throughput, from one address: per-client rate
@@ -110,29 +144,29 @@ class Server:
             **(LIFTED_RATE_LIMITS if self.rate_limits else {"SENTIMENT_RATE_LIMITS": "false"}),
             **self.env_extra,
         }
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start the app and wait until its health path answers; returns seconds taken."""
+        env = self.environment()
         started = time.perf_counter()
-        command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
-                   "--workers", str(self.workers)]
-        if self.threads:
-            command += ["--threads", str(self.threads)]
         # The log goes to a file: a pipe nobody reads would fill up and block
         # the app (waitress logs each request that has to wait for a thread).
         log_path = self.instance / "app.log"
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError("app exited: " + log_path.read_text()[-2000:])
+                raise RuntimeError(f"{self.label} exited: " + log_path.read_text()[-2000:])
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/api/health")
+                conn.request("GET", self.health_path)
                 if conn.getresponse().status == 200:
                     return time.perf_counter() - started
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError("app did not answer in time")
+        raise RuntimeError(f"{self.label} did not answer in time")
 
     def processes(self) -> list[psutil.Process]:
         parent = psutil.Process(self.proc.pid)
@@ -162,6 +196,27 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+
+
+@dataclass
+class TutorialServer(Server):
+    """The tutorial's app (bench/tutorial_app.py): one process, waitress's 4 threads.
+
+    ``model``: the folder with the book preset's pickles. Its verdicts go to
+    ``reviews.sqlite`` in the instance folder, which it replays at each start.
+    """
+
+    model: Path = field(kw_only=True)
+    threads: int | None = TUTORIAL_THREADS
+    health_path: ClassVar[str] = "/"  # it has no health page: the form answers once it serves
+    label: ClassVar[str] = "the tutorial's app"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.tutorial_app", "--model", str(self.model),
+                "--db", str(self.instance / "reviews.sqlite"), "--port", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env_extra}
 
 
 class Client:
@@ -356,6 +411,33 @@ def load(
     return LoadResult(name, len(latencies), errors, elapsed, latencies)
 
 
+def tutorial_page_call(client: Client, _: int) -> Callable[[], bytes]:
+    """The tutorial's results page: its form has no CSRF token and sets no cookie."""
+    body = urllib.parse.urlencode({"moviereview": REVIEW}).encode()
+    request = http_request("POST", "/results", body, FORM)
+    return lambda: request
+
+
+def tutorial_verdict_call_factory() -> Callable[[Client, int], Callable[[], bytes]]:
+    """Verdicts on REVIEW, two in three "Correct" as for ours, for as long as the load runs.
+
+    The tutorial's page sends the review and its label back with the verdict
+    (it needs no prediction made beforehand); REVIEW reads positive.
+    """
+    counter = itertools.count()
+    requests = {
+        button: http_request("POST", "/thanks", urllib.parse.urlencode(
+            {"feedback_button": button, "review": REVIEW, "prediction": "positive"}).encode(),
+            FORM)
+        for button in ("Correct", "Incorrect")
+    }
+
+    def make(client: Client, _: int) -> Callable[[], bytes]:
+        return lambda: requests["Correct" if next(counter) % 3 else "Incorrect"]
+
+    return make
+
+
 def predict_call(client: Client, _: int) -> Callable[[], bytes]:
     request = http_request("POST", "/api/predict", json.dumps({"review": REVIEW}).encode())
     return lambda: request
@@ -365,8 +447,7 @@ def page_call(client: Client, _: int) -> Callable[[], bytes]:
     _, html = client.request("GET", "/")  # the form's CSRF token and its session cookie
     token = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1).decode()
     body = urllib.parse.urlencode({"csrf_token": token, "review": REVIEW}).encode()
-    request = http_request("POST", "/results", body, "application/x-www-form-urlencoded",
-                           client.cookie)
+    request = http_request("POST", "/results", body, FORM, client.cookie)
     return lambda: request
 
 
@@ -402,64 +483,175 @@ def sequential_latency(port: int, n: int) -> LoadResult:
     return load("single review, sequential", port, 1, 3600, predict_call, max_requests=n)
 
 
-def startup_with_verdicts(n: int, serving: dict[str, Any]) -> dict[str, float]:
+def seed_verdicts(server: Server, n: int) -> None:
+    """Store ``n`` verdicts through our running app (on predictions made first)."""
+    ids = make_predictions(server.port, n)
+    check_seeded(load("seed verdicts", server.port, 8, 600, verdict_call_factory(ids),
+                      max_requests=n))
+
+
+def seed_tutorial_verdicts(server: Server, n: int) -> None:
+    """Store ``n`` verdicts through the tutorial's running app (POST /thanks)."""
+    check_seeded(load("seed verdicts", server.port, 8, 600, tutorial_verdict_call_factory(),
+                      max_requests=n))
+
+
+def check_seeded(result: LoadResult) -> None:
+    if result.errors:
+        raise RuntimeError(f"{result.errors} verdicts failed while seeding")
+
+
+def startup_with_verdicts(
+    n: int, make_server: Callable[[Path], Server], seed: Callable[[Server, int], None]
+) -> dict[str, float]:
     """Store ``n`` verdicts through a running server, stop it, time a fresh start.
 
-    ``serving``: the :class:`Server` settings (workers, threads, rate_limits).
+    ``make_server(instance)``: a new :class:`Server` (on a free port) for the
+    instance folder; ``seed(server, n)`` stores the verdicts.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), **serving)
+        server = make_server(Path(tmp))
         server.start()
         try:
-            ids = make_predictions(server.port, n)
-            result = load(
-                "seed verdicts", server.port, 8, 600, verdict_call_factory(ids), max_requests=n
-            )
-            if result.errors:
-                raise RuntimeError(f"{result.errors} verdicts failed while seeding")
+            seed(server, n)
         finally:
             server.stop()
-        server = Server(Path(tmp), port=free_port(), **serving)
+        server = make_server(Path(tmp))
         seconds = server.start()
         memory = server.memory()
         server.stop()
         return {"verdicts": n, "startup_s": seconds, **memory}
 
 
-def measure(args: argparse.Namespace, workers: int, threads: int | None) -> dict[str, object]:
-    """The figures named in ``args.figures`` for the app served by ``workers`` processes
-    of ``threads`` threads."""
-    serving = {"workers": workers, "threads": threads, "rate_limits": args.rate_limits}
-    results: dict[str, object] = dict(serving)
-    figures = set(args.figures)
-    rows = []
+Figure = Callable[[Server], LoadResult]  # one measured load figure on a started server
+
+
+def run_figures(
+    make_server: Callable[[Path], Server],
+    figures: list[Figure],
+    startup_verdicts: int,
+    seed: Callable[[Server, int], None],
+) -> dict[str, object]:
+    """Start a server, take its memory, run ``figures`` in turn, take its memory again;
+    then the start-up figure with ``startup_verdicts`` stored verdicts (0: none).
+
+    The same sequence for either app, so that their figures compare.
+    """
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), **serving)
+        server = make_server(Path(tmp))
         results["startup_empty_s"] = server.start()
-        results["memory_after_start"] = server.memory()
         try:
-            if "predict" in figures:
-                rows.append(measured(server, lambda: load(
-                    "POST /api/predict", server.port, args.clients, args.seconds,
-                    predict_call)))
-            if "page" in figures:
-                rows.append(measured(server, lambda: load(
-                    "HTML results page", server.port, args.clients, args.seconds, page_call)))
-            if "verdict" in figures:
-                ids = make_predictions(server.port, int(args.seconds * 1500))
-                rows.append(measured(server, lambda: load(
-                    "POST /api/feedback (verdict)", server.port, args.clients, args.seconds,
-                    verdict_call_factory(ids))))
-            if "sequential" in figures:
-                rows.append(measured(server, lambda: sequential_latency(
-                    server.port, args.sequential)))
+            results["memory_after_start"] = server.memory()
+            rows = [figure(server) for figure in figures]
             results["memory_after_load"] = server.memory()
         finally:
             server.stop()
     results["load"] = [r.row() for r in rows]
-    if args.startup_verdicts:
-        results["startup"] = startup_with_verdicts(args.startup_verdicts, serving)
+    if startup_verdicts:
+        results["startup"] = startup_with_verdicts(startup_verdicts, make_server, seed)
     return results
+
+
+def our_figures(args: argparse.Namespace) -> list[Figure]:
+    """The load figures named in ``args.figures``, for our app, in the order of FIGURES."""
+
+    def predict(server: Server) -> LoadResult:
+        return measured(server, lambda: load(
+            "POST /api/predict", server.port, args.clients, args.seconds, predict_call))
+
+    def page(server: Server) -> LoadResult:
+        return measured(server, lambda: load(
+            PAGE, server.port, args.clients, args.seconds, page_call))
+
+    def verdict(server: Server) -> LoadResult:
+        ids = make_predictions(server.port, int(args.seconds * 1500))
+        return measured(server, lambda: load(
+            VERDICT, server.port, args.clients, args.seconds, verdict_call_factory(ids)))
+
+    def sequential(server: Server) -> LoadResult:
+        return measured(server, lambda: sequential_latency(server.port, args.sequential))
+
+    figures = {"predict": predict, "page": page, "verdict": verdict, "sequential": sequential}
+    return [figures[name] for name in FIGURES if name in args.figures]
+
+
+def tutorial_figures(args: argparse.Namespace) -> list[Figure]:
+    """The figures named in ``args.figures`` that the tutorial's app has, same settings."""
+
+    def page(server: Server) -> LoadResult:
+        return measured(server, lambda: load(
+            PAGE, server.port, args.clients, args.seconds, tutorial_page_call))
+
+    def verdict(server: Server) -> LoadResult:
+        return measured(server, lambda: load(
+            TUTORIAL_VERDICT, server.port, args.clients, args.seconds,
+            tutorial_verdict_call_factory()))
+
+    figures = {"page": page, "verdict": verdict}
+    return [figures[name] for name in TUTORIAL_FIGURES if name in args.figures]
+
+
+def measure(args: argparse.Namespace, workers: int, threads: int | None) -> dict[str, object]:
+    """The figures named in ``args.figures`` for the app served by ``workers`` processes
+    of ``threads`` threads."""
+    serving = {"workers": workers, "threads": threads, "rate_limits": args.rate_limits}
+    make_server = functools.partial(Server, **serving)
+    return {**serving, **run_figures(make_server, our_figures(args), args.startup_verdicts,
+                                     seed_verdicts)}
+
+
+def measure_tutorial(args: argparse.Namespace, model: Path) -> dict[str, object]:
+    """The tutorial's figures (those of ``args.figures`` it has), memory and start-up."""
+    make_server = functools.partial(TutorialServer, model=model)
+    return {"app": "tutorial", "workers": 1, "threads": TUTORIAL_THREADS,
+            **run_figures(make_server, tutorial_figures(args), args.startup_verdicts,
+                          seed_tutorial_verdicts)}
+
+
+class BaselineError(Exception):
+    """The tutorial's app cannot be measured as asked; main prints it in one line."""
+
+
+def check_tutorial_model(folder: Path) -> Path:
+    """``folder``, if it holds the book preset's pickles the tutorial's app loads."""
+    if not folder.is_dir():
+        raise BaselineError(f"--tutorial-model: folder not found: {folder}")
+    for name in ("classifier.pkl", "stopwords.pkl"):
+        if not (folder / name).is_file():
+            raise BaselineError(f"--tutorial-model: {folder} has no {name} (write it with "
+                                f"python -m train --preset book --out {folder})")
+    return folder
+
+
+def baseline_archive(archive: str | None) -> Path:
+    """The aclImdb archive to train the book preset on: ``archive``, else $ACLIMDB_ARCHIVE.
+
+    Never a download (what ``resolve_archive`` falls back to): a benchmark
+    that fetches 84 MB unasked would measure the network too.
+    """
+    if given_archive(archive) is None:
+        raise BaselineError("the tutorial's app needs the book preset's model: set "
+                            "ACLIMDB_ARCHIVE to the aclImdb archive (or pass --archive PATH) "
+                            "to train it, pass --tutorial-model DIR, or pass --no-baseline")
+    try:
+        return resolve_archive(archive)
+    except DataError as exc:
+        raise BaselineError(str(exc)) from exc
+
+
+def train_book(archive: Path, folder: Path) -> Path:
+    """Train the book preset into ``folder`` (a subprocess, ~15 s); returns its pickles' folder."""
+    print("training the book preset for the tutorial's app (about 15 s)...",
+          file=sys.stderr, flush=True)
+    command = [sys.executable, "-m", "train", "--preset", "book", "--archive", str(archive),
+               "--out", str(folder / "pkl"), "--report-dir", str(folder / "reports"),
+               "--csv", str(folder / "movie_data.csv"), "--quiet"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if done.returncode:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        raise BaselineError(f"training the book preset failed ({done.returncode}): {lines[-1]}")
+    return check_tutorial_model(folder / "pkl")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,37 +667,68 @@ def main(argv: list[str] | None = None) -> int:
                         help="stored verdicts for the start-up figure (0: skip it)")
     parser.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES),
                         help="load figures to measure (default: all)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="app processes; one full measurement per value (default: 1 2)")
+    default_workers = sorted({1, usable_cores()})
+    parser.add_argument("--workers", type=int, nargs="+", default=default_workers,
+                        help="app processes; one full measurement per value (default: 1 and "
+                             "app.py's default, one per CPU core: "
+                             f"{' '.join(map(str, default_workers))} here)")
     parser.add_argument("--threads", type=int, nargs="+", default=[None],
                         help="waitress threads per process; one full measurement per value "
                              "and --workers value (default: app.py's)")
     parser.add_argument("--rate-limits", action="store_true",
                         help="keep the app's per-client rate limits on (set far above the "
                              "load), to measure what checking them costs (default: off)")
+    baseline = parser.add_mutually_exclusive_group()
+    baseline.add_argument("--tutorial-model", type=Path, metavar="DIR",
+                          help="folder with the book preset's classifier.pkl and stopwords.pkl "
+                               "for the tutorial's app (default: train them for this run)")
+    baseline.add_argument("--no-baseline", action="store_true",
+                          help="do not measure the tutorial's app (no ratios printed)")
+    parser.add_argument("--archive", metavar="PATH",
+                        help="aclImdb archive to train the book preset on when no "
+                             "--tutorial-model is given (default: $ACLIMDB_ARCHIVE)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
+    model = archive = None
+    try:  # before anything is measured: a run must not fail after minutes
+        if args.tutorial_model:
+            model = check_tutorial_model(args.tutorial_model)
+        elif not args.no_baseline:
+            archive = baseline_archive(args.archive)
+    except BaselineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
     versions = library_versions()
     print(versions_line(versions))
-    runs = [{**measure(args, workers, threads), "versions": versions}
+    with tempfile.TemporaryDirectory() as tmp:
+        if archive is not None:
+            try:
+                model = train_book(archive, Path(tmp))
+            except (BaselineError, subprocess.TimeoutExpired) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        tutorial = measure_tutorial(args, model) if model is not None else None
+    runs = [measure(args, workers, threads)
             for workers in args.workers for threads in args.threads]
+    if tutorial is not None:
+        print_tutorial(tutorial)
+    else:
+        print("\n== the tutorial's app: not measured in this run (--no-baseline) ==")
     for results in runs:
-        print_table(results)
+        print_table(results, tutorial)
     if args.json:
-        args.json.write_text(json.dumps(runs, indent=2) + "\n")
+        report = {"versions": versions, "tutorial": tutorial, "runs": runs}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def print_table(results: dict) -> None:
-    workers = results["workers"]
-    limits = "on, far above the load" if results.get("rate_limits") else "off"
-    print(f"\n== {workers} worker process{'es' if workers > 1 else ''}, "
-          f"{results['threads'] or 'default'} thread{'' if results['threads'] == 1 else 's'} "
-          f"each, rate limits {limits} ==")
+def print_rows(rows: list[dict]) -> None:
+    """The load figures as a table, the same for either app."""
     print(f"{'figure':<30}{'req':>8}{'err':>5}{'req/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'p99 ms':>8}{'cpu ms':>8}{'gen ms':>8}")
-    for r in results["load"]:
+    for r in rows:
         print(
             f"{r['name']:<30}{r['requests']:>8}{r['errors']:>5}{r['per_s']:>9.0f}"
             f"{r['p50_ms']:>8.2f}{r['p95_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['server_cpu_ms']:>8.2f}"
@@ -513,18 +736,57 @@ def print_table(results: dict) -> None:
         )
     print("(cpu ms: CPU time of the app's processes per request; gen ms: the load "
           "generator's, on the same cores)")
-    rows = {r["name"]: r for r in results["load"]}
+
+
+def memory_line(results: dict) -> str:
     start, after = results["memory_after_start"], results["memory_after_load"]
-    print(
-        f"\nmemory after start: RSS {start['rss_mb']:.0f} MB, PSS {start['pss_mb']:.0f} MB; "
+    return (
+        f"memory after start: RSS {start['rss_mb']:.0f} MB, PSS {start['pss_mb']:.0f} MB; "
         f"after load: RSS {after['rss_mb']:.0f} MB, PSS {after['pss_mb']:.0f} MB "
-        f"({after['processes']} process{'es' if after['processes'] > 1 else ''}; target < "
-        f"{TARGETS['rss_mb']} MB; tutorial ~{TUTORIAL['rss_mb']} MB)"
+        f"({after['processes']} process{'es' if after['processes'] > 1 else ''}"
     )
+
+
+def print_tutorial(results: dict) -> None:
+    """The tutorial's figures, in the format of ours (:func:`print_table`)."""
+    print(f"\n== the tutorial's app (1 process, {results['threads']} threads), "
+          "measured in this run ==")
+    print_rows(results["load"])
+    print("\n" + memory_line(results) + ")")
     if s := results.get("startup"):
+        print(f"start-up with {s['verdicts']:,} stored verdicts (it replays them all before "
+              f"serving): {s['startup_s']:.2f} s; empty: {results['startup_empty_s']:.2f} s")
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+
+def print_table(results: dict, tutorial: dict | None = None) -> None:
+    """Our figures, each compared with the tutorial's of this run when it was measured."""
+    workers = results["workers"]
+    limits = "on, far above the load" if results.get("rate_limits") else "off"
+    print(f"\n== {workers} worker process{'es' if workers > 1 else ''}, "
+          f"{results['threads'] or 'default'} thread{'' if results['threads'] == 1 else 's'} "
+          f"each, rate limits {limits} ==")
+    print_rows(results["load"])
+    rows = {r["name"]: r for r in results["load"]}
+    theirs = {r["name"]: r for r in tutorial["load"]} if tutorial else {}
+    memory = f"; target < {TARGETS['rss_mb']} MB"
+    if tutorial:
+        after = tutorial["memory_after_load"]
+        memory += (f"; the tutorial's after load RSS {after['rss_mb']:.0f} MB, "
+                   f"PSS {after['pss_mb']:.0f} MB in this run")
+    print("\n" + memory_line(results) + memory + ")")
+    if s := results.get("startup"):
+        their_start = (tutorial or {}).get("startup")
+        compared = (f"; the tutorial's {their_start['startup_s']:.2f} s in this run"
+                    if their_start else "")
+        empty = (f" (the tutorial's {tutorial['startup_empty_s']:.2f} s)" if tutorial else "")
         print(
             f"start-up with {s['verdicts']:,} stored verdicts: {s['startup_s']:.2f} s "
-            f"(target < {TARGETS['startup_s']} s); empty: {results['startup_empty_s']:.2f} s"
+            f"(target < {TARGETS['startup_s']} s{compared}); "
+            f"empty: {results['startup_empty_s']:.2f} s{empty}"
         )
     if predict := rows.get("POST /api/predict"):
         print(
@@ -534,20 +796,23 @@ def print_table(results: dict) -> None:
             f"per request, {os.cpu_count()} cores serve at most "
             f"{cpu_bound_per_s(predict):.0f}/s"
         )
-    if page := rows.get("HTML results page"):
-        print(
-            f"results pages/s {page['per_s']:.0f}: "
-            f"{page['per_s'] / TUTORIAL['pages_per_s']:.2f}x the tutorial's "
-            f"~{TUTORIAL['pages_per_s']} (its p99 ~{TUTORIAL['pages_p99_ms']} ms; ours "
-            f"{page['p99_ms']:.1f} ms)"
-        )
-    if verdict := rows.get("POST /api/feedback (verdict)"):
-        print(
-            f"verdicts/s {verdict['per_s']:.0f}: "
-            f"{verdict['per_s'] / TUTORIAL['verdicts_per_s']:.2f}x the "
-            f"tutorial's ~{TUTORIAL['verdicts_per_s']} (target >= {TARGETS['verdicts_per_s']})"
-        )
-    print("(tutorial figures: measured on this machine under waitress, quoted from the issue)")
+    if page := rows.get(PAGE):
+        if their_page := theirs.get(PAGE):
+            print(
+                f"results pages/s {page['per_s']:.0f}: "
+                f"{ratio(page['per_s'], their_page['per_s'])} the tutorial's "
+                f"{their_page['per_s']:.0f} in this run (its p99 {their_page['p99_ms']:.1f} ms; "
+                f"ours {page['p99_ms']:.1f} ms)"
+            )
+        else:
+            print(f"results pages/s {page['per_s']:.0f} (p99 {page['p99_ms']:.1f} ms)")
+    if verdict := rows.get(VERDICT):
+        compared = ""
+        if their_verdict := theirs.get(TUTORIAL_VERDICT):
+            compared = (f": {ratio(verdict['per_s'], their_verdict['per_s'])} the tutorial's "
+                        f"{their_verdict['per_s']:.0f} in this run")
+        print(f"verdicts/s {verdict['per_s']:.0f}{compared} "
+              f"(target >= {TARGETS['verdicts_per_s']})")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ import scipy
 import sklearn
 
 from bench import serving
+from tests.tiny_aclimdb import TrainedRun
+
+pytest_plugins = ["tests.train_fixtures"]
 
 
 def test_cpu_bound_is_cores_over_cpu_per_request() -> None:
@@ -25,14 +28,21 @@ def test_cpu_bound_is_cores_over_cpu_per_request() -> None:
 
 
 def test_short_run_measures_the_app_and_the_load_generator(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def no_training(*_: object) -> Path:
+        raise AssertionError("--no-baseline must not train the book preset")
+
+    monkeypatch.setattr(serving, "train_book", no_training)
+    monkeypatch.delenv("ACLIMDB_ARCHIVE", raising=False)  # and needs no archive
     report = tmp_path / "serving.json"
     status = serving.main(["--seconds", "1", "--figures", "predict", "page", "verdict",
-                           "--workers", "1", "--startup-verdicts", "0",
+                           "--workers", "1", "--startup-verdicts", "0", "--no-baseline",
                            "--json", str(report)])
     assert status == 0
-    [run] = json.loads(report.read_text())
+    data = json.loads(report.read_text())
+    assert data["tutorial"] is None
+    [run] = data["runs"]
     rows = {row["name"]: row for row in run["load"]}
     assert set(rows) == {"POST /api/predict", "HTML results page",
                          "POST /api/feedback (verdict)"}
@@ -44,11 +54,58 @@ def test_short_run_measures_the_app_and_the_load_generator(
         assert row["per_s"] <= 1.2 * serving.cpu_bound_per_s(row)
     printed = capsys.readouterr().out
     assert "gen ms" in printed and "cores serve at most" in printed
+    # Without a baseline measured in this run, no ratio at all.
+    assert printed.count("not measured in this run") == 1
+    assert "the tutorial's" not in printed.replace("the tutorial's app: not measured", "")
+    assert "x the" not in printed
     # Figures move with the library releases: each run names the ones it measured.
-    assert run["versions"]["scikit-learn"] == sklearn.__version__
-    assert run["versions"]["scipy"] == scipy.__version__
+    assert data["versions"]["scikit-learn"] == sklearn.__version__
+    assert data["versions"]["scipy"] == scipy.__version__
     assert printed.startswith(f"measured with python {platform.python_version()}, "
                               f"scikit-learn {sklearn.__version__}, scipy {scipy.__version__}")
+
+
+def test_the_tutorial_is_measured_in_the_same_run_and_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trained: dict[str, TrainedRun]
+) -> None:
+    report = tmp_path / "serving.json"
+    status = serving.main(["--seconds", "1", "--workers", "1", "--startup-verdicts", "50",
+                           "--tutorial-model", str(trained["book"].out),
+                           "--figures", "page", "verdict", "--json", str(report)])
+    assert status == 0
+    data = json.loads(report.read_text())
+    tutorial, [ours] = data["tutorial"], data["runs"]
+    theirs = {row["name"]: row for row in tutorial["load"]}
+    assert set(theirs) == {"HTML results page", "POST /thanks (verdict)"}
+    for row in theirs.values():
+        assert row["requests"] > 0 and row["errors"] == 0 and row["server_cpu_ms"] > 0
+    assert (tutorial["workers"], tutorial["threads"]) == (1, 4)
+    assert tutorial["memory_after_load"]["rss_mb"] > 0
+    assert tutorial["memory_after_load"]["processes"] == 1
+    assert tutorial["startup"]["verdicts"] == 50 and tutorial["startup"]["startup_s"] > 0
+
+    printed = capsys.readouterr().out
+    header = "== the tutorial's app (1 process, 4 threads), measured in this run =="
+    assert printed.index(header) < printed.index("== 1 worker process")
+    page, their_page = ({r["name"]: r for r in ours["load"]}["HTML results page"],
+                        theirs["HTML results page"])
+    assert (f"results pages/s {page['per_s']:.0f}: {page['per_s'] / their_page['per_s']:.2f}x "
+            f"the tutorial's {their_page['per_s']:.0f} in this run") in printed
+    verdicts = theirs["POST /thanks (verdict)"]
+    assert f"the tutorial's {verdicts['per_s']:.0f} in this run (target >= " in printed
+    assert f"the tutorial's {tutorial['startup']['startup_s']:.2f} s in this run" in printed
+
+
+def test_without_a_model_or_an_archive_it_stops_before_measuring(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACLIMDB_ARCHIVE", raising=False)
+    monkeypatch.setattr(serving, "resolve_archive", lambda *_: pytest.fail("no download"))
+    assert serving.main(["--seconds", "1", "--figures", "page"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert "ACLIMDB_ARCHIVE" in line and "--tutorial-model" in line and "--no-baseline" in line
 
 
 def test_a_response_is_taken_whole_once_it_has_all_arrived() -> None:
