@@ -54,7 +54,7 @@ from forms import MAX_REVIEW, MIN_REVIEW, VERDICT_BUTTONS, WORDLESS, FeedbackFor
 from learner import Learner, LearnerConfig
 from model import SentimentModel
 from vectorizer import PKL_DIR, has_words
-from workers import bind, serve_forked, usable_cores
+from workers import DEFAULT_THREADS, bind, serve_forked, usable_cores
 
 ROOT = Path(__file__).resolve().parent
 MAX_BATCH = 1_000
@@ -664,10 +664,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", default=os.environ.get("PORT", "5000"),
                         type=whole_number("a port number (1-65535; --port or $PORT)", 1, 65535),
                         help="default: $PORT or 5000")
-    parser.add_argument("--threads", default=os.environ.get("THREADS", "4"),
+    parser.add_argument("--threads", default=os.environ.get("THREADS", str(DEFAULT_THREADS)),
                         type=whole_number("a number of threads (1 or more; --threads or "
                                           "$THREADS)", 1),
-                        help="waitress worker threads per process (default: $THREADS or 4)")
+                        help="waitress worker threads per process (default: $THREADS or "
+                             f"{DEFAULT_THREADS})")
     parser.add_argument("--workers", default=os.environ.get("WORKERS", str(usable_cores())),
                         type=whole_number("a number of processes (1 or more; --workers or "
                                           "$WORKERS)", 1),

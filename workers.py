@@ -38,6 +38,9 @@ import heap
 
 log = logging.getLogger(__name__)
 
+# waitress threads per worker: with fewer, a long request (a batch of long
+# reviews) stalls every other connection of its worker (README, Serving).
+DEFAULT_THREADS = 4
 # A worker that dies this soon after it was started is broken, not unlucky:
 # restarting it would only loop.
 MIN_WORKER_LIFETIME = 5.0

@@ -58,7 +58,7 @@ import psutil
 
 from bench import library_versions, versions_line
 from train.data import DataError, given_archive, resolve_archive
-from workers import usable_cores
+from workers import DEFAULT_THREADS, usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEW = (
@@ -121,18 +121,15 @@ class Server:
     proc: subprocess.Popen | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
     workers: int = 1
-    threads: int | None = None  # None: app.py's default
+    threads: int = DEFAULT_THREADS  # app.py's default, passed explicitly (not $THREADS)
     rate_limits: bool = False
     health_path: ClassVar[str] = "/api/health"  # answers 200 once the app serves
     label: ClassVar[str] = "app.py"
 
     def command(self) -> list[str]:
         """The command line that serves the app on ``self.port``."""
-        command = [sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
-                   "--workers", str(self.workers)]
-        if self.threads:
-            command += ["--threads", str(self.threads)]
-        return command
+        return [sys.executable, str(ROOT / "app.py"), "--port", str(self.port),
+                "--workers", str(self.workers), "--threads", str(self.threads)]
 
     def environment(self) -> dict[str, str]:
         return {
@@ -207,7 +204,7 @@ class TutorialServer(Server):
     """
 
     model: Path = field(kw_only=True)
-    threads: int | None = TUTORIAL_THREADS
+    threads: int = TUTORIAL_THREADS
     health_path: ClassVar[str] = "/"  # it has no health page: the form answers once it serves
     label: ClassVar[str] = "the tutorial's app"
 
@@ -354,7 +351,7 @@ def load(
     returns what gives its next request, or None when it has no more. One
     thread drives every connection with a selector: a thread per client took
     turns at this process's GIL, which cost the generator 0.33-0.51 ms of CPU
-    per request on the app's own cores (0.10-0.27 ms like this: see README)
+    per request on the app's own cores (0.10-0.27 ms like this: docs/measurements.md)
     and delayed noting the responses that arrived together.
     """
     connections = []
@@ -592,7 +589,7 @@ def tutorial_figures(args: argparse.Namespace) -> list[Figure]:
     return [figures[name] for name in TUTORIAL_FIGURES if name in args.figures]
 
 
-def measure(args: argparse.Namespace, workers: int, threads: int | None) -> dict[str, object]:
+def measure(args: argparse.Namespace, workers: int, threads: int) -> dict[str, object]:
     """The figures named in ``args.figures`` for the app served by ``workers`` processes
     of ``threads`` threads."""
     serving = {"workers": workers, "threads": threads, "rate_limits": args.rate_limits}
@@ -672,9 +669,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="app processes; one full measurement per value (default: 1 and "
                              "app.py's default, one per CPU core: "
                              f"{' '.join(map(str, default_workers))} here)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[None],
+    parser.add_argument("--threads", type=int, nargs="+", default=[DEFAULT_THREADS],
                         help="waitress threads per process; one full measurement per value "
-                             "and --workers value (default: app.py's)")
+                             f"and --workers value (default: app.py's, {DEFAULT_THREADS})")
     parser.add_argument("--rate-limits", action="store_true",
                         help="keep the app's per-client rate limits on (set far above the "
                              "load), to measure what checking them costs (default: off)")
@@ -767,7 +764,7 @@ def print_table(results: dict, tutorial: dict | None = None) -> None:
     workers = results["workers"]
     limits = "on, far above the load" if results.get("rate_limits") else "off"
     print(f"\n== {workers} worker process{'es' if workers > 1 else ''}, "
-          f"{results['threads'] or 'default'} thread{'' if results['threads'] == 1 else 's'} "
+          f"{results['threads']} thread{'' if results['threads'] == 1 else 's'} "
           f"each, rate limits {limits} ==")
     print_rows(results["load"])
     rows = {r["name"]: r for r in results["load"]}
