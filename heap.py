@@ -38,7 +38,7 @@ def configure(arenas: int = 2, mmap_threshold: int = 256 * 1024) -> None:
       size of each such block freed (up to 32 MB), after which arrays of a
       few MB come from the heap and stay there after use; fixed, it stays at
       256 KB (MALLOC_MMAP_THRESHOLD_=262144). Affordable since no verdict
-      copies the 4 MB of weights any more (README, Serving).
+      copies the 4 MB of weights any more (docs/measurements.md, Serving).
     """
     libc = _glibc()
     if libc is not None:

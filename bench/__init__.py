@@ -6,8 +6,8 @@ import platform
 from importlib import metadata
 
 # The releases that move the figures: scikit-learn 1.9 alone made a verdict's
-# update 2-3 times slower, scipy 1.17 start-up about 0.6 s slower (README,
-# "Library versions").
+# update 2-3 times slower, scipy 1.17 start-up about 0.6 s slower (README and
+# docs/measurements.md, "Library versions").
 MEASURED_LIBRARIES = ("scikit-learn", "scipy", "numpy", "pandas", "Flask", "waitress")
 
 
