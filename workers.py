@@ -38,8 +38,9 @@ import heap
 
 log = logging.getLogger(__name__)
 
-# waitress threads per worker: with fewer, a long request (a batch of long
-# reviews) stalls every other connection of its worker (README, Serving).
+# waitress threads per worker. With one, a long request (a batch of long
+# reviews) stalls every other connection of its worker; each thread more
+# costs CPU in GIL hand-offs (README, Serving).
 DEFAULT_THREADS = 4
 # A worker that dies this soon after it was started is broken, not unlucky:
 # restarting it would only loop.
@@ -110,9 +111,9 @@ class Supervisor:
 
     ``sockets`` (from :func:`bind`): worker ``i`` accepts on ``sockets[i]``,
     or all on one shared socket; a replacement takes its predecessor's. A
-    worker calls ``ready()`` once its app is built; ``announce`` is printed
-    when every first worker has, so that a server whose workers cannot start
-    (an unusable instance folder, say) never claims to be serving.
+    worker calls ``ready()`` once its app is built, and ``announce`` is
+    printed when ``workers`` of them have: a server whose workers cannot
+    start (an unusable instance folder, say) never claims to be serving.
     """
 
     def __init__(self, sockets: list[socket.socket], workers: int,
@@ -222,6 +223,8 @@ class Supervisor:
                 continue
             log.warning("worker %d exited with %d; starting a new one", pid, exit_code)
             self.spawn(slot)
+        os.close(self._ready_reader)
+        os.close(self._ready_writer)
         return status
 
 
