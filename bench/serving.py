@@ -57,6 +57,8 @@ import numpy as np
 import psutil
 
 from bench import library_versions, versions_line
+from bench.tutorial_app import THREADS as TUTORIAL_THREADS
+from bench.tutorial_app import TutorialError, check_model_dir
 from train.data import DataError, given_archive, resolve_archive
 from workers import DEFAULT_THREADS, usable_cores
 
@@ -78,9 +80,7 @@ REVIEW = (
 )
 
 FIGURES = ("predict", "page", "verdict", "sequential")  # load figures, in the order run
-# The tutorial's app has no JSON API: only these figures have a counterpart there.
-TUTORIAL_FIGURES = ("page", "verdict")
-TUTORIAL_THREADS = 4  # waitress's default, under which the tutorial's app is measured
+PREDICT = "POST /api/predict"
 PAGE = "HTML results page"
 VERDICT = "POST /api/feedback (verdict)"
 TUTORIAL_VERDICT = "POST /thanks (verdict)"
@@ -550,43 +550,41 @@ def run_figures(
     return results
 
 
+def under_load(args: argparse.Namespace, name: str,
+               make_call: Callable[[Server], Callable[[Client, int], Callable[[], bytes | None]]]
+               ) -> Figure:
+    """The figure ``name``: ``args.clients`` clients for ``args.seconds``, their requests
+    from ``make_call(server)`` (see :func:`load`), with the CPU each side spent."""
+    def figure(server: Server) -> LoadResult:
+        call = make_call(server)
+        return measured(server, lambda: load(name, server.port, args.clients, args.seconds,
+                                             call))
+    return figure
+
+
 def our_figures(args: argparse.Namespace) -> list[Figure]:
     """The load figures named in ``args.figures``, for our app, in the order of FIGURES."""
 
-    def predict(server: Server) -> LoadResult:
-        return measured(server, lambda: load(
-            "POST /api/predict", server.port, args.clients, args.seconds, predict_call))
-
-    def page(server: Server) -> LoadResult:
-        return measured(server, lambda: load(
-            PAGE, server.port, args.clients, args.seconds, page_call))
-
-    def verdict(server: Server) -> LoadResult:
-        ids = make_predictions(server.port, int(args.seconds * 1500))
-        return measured(server, lambda: load(
-            VERDICT, server.port, args.clients, args.seconds, verdict_call_factory(ids)))
+    def verdicts(server: Server) -> Callable[[Client, int], Callable[[], bytes | None]]:
+        return verdict_call_factory(make_predictions(server.port, int(args.seconds * 1500)))
 
     def sequential(server: Server) -> LoadResult:
         return measured(server, lambda: sequential_latency(server.port, args.sequential))
 
-    figures = {"predict": predict, "page": page, "verdict": verdict, "sequential": sequential}
+    figures = {"predict": under_load(args, PREDICT, lambda _: predict_call),
+               "page": under_load(args, PAGE, lambda _: page_call),
+               "verdict": under_load(args, VERDICT, verdicts),
+               "sequential": sequential}
     return [figures[name] for name in FIGURES if name in args.figures]
 
 
 def tutorial_figures(args: argparse.Namespace) -> list[Figure]:
-    """The figures named in ``args.figures`` that the tutorial's app has, same settings."""
-
-    def page(server: Server) -> LoadResult:
-        return measured(server, lambda: load(
-            PAGE, server.port, args.clients, args.seconds, tutorial_page_call))
-
-    def verdict(server: Server) -> LoadResult:
-        return measured(server, lambda: load(
-            TUTORIAL_VERDICT, server.port, args.clients, args.seconds,
-            tutorial_verdict_call_factory()))
-
-    figures = {"page": page, "verdict": verdict}
-    return [figures[name] for name in TUTORIAL_FIGURES if name in args.figures]
+    """The figures named in ``args.figures`` that the tutorial's app has (no JSON API:
+    no predict or sequential figure), with the same settings as ours."""
+    figures = {"page": under_load(args, PAGE, lambda _: tutorial_page_call),
+               "verdict": under_load(args, TUTORIAL_VERDICT,
+                                     lambda _: tutorial_verdict_call_factory())}
+    return [figures[name] for name in FIGURES if name in figures and name in args.figures]
 
 
 def measure(args: argparse.Namespace, workers: int, threads: int) -> dict[str, object]:
@@ -612,13 +610,10 @@ class BaselineError(Exception):
 
 def check_tutorial_model(folder: Path) -> Path:
     """``folder``, if it holds the book preset's pickles the tutorial's app loads."""
-    if not folder.is_dir():
-        raise BaselineError(f"--tutorial-model: folder not found: {folder}")
-    for name in ("classifier.pkl", "stopwords.pkl"):
-        if not (folder / name).is_file():
-            raise BaselineError(f"--tutorial-model: {folder} has no {name} (write it with "
-                                f"python -m train --preset book --out {folder})")
-    return folder
+    try:
+        return check_model_dir(folder)
+    except TutorialError as exc:
+        raise BaselineError(f"--tutorial-model: {exc}") from None
 
 
 def baseline_archive(archive: str | None) -> Path:
@@ -785,7 +780,7 @@ def print_table(results: dict, tutorial: dict | None = None) -> None:
             f"(target < {TARGETS['startup_s']} s{compared}); "
             f"empty: {results['startup_empty_s']:.2f} s{empty}"
         )
-    if predict := rows.get("POST /api/predict"):
+    if predict := rows.get(PREDICT):
         print(
             f"predictions/s {predict['per_s']:.0f} (target >= {TARGETS['predict_per_s']}), "
             f"p99 {predict['p99_ms']:.1f} ms (target < {TARGETS['predict_p99_ms']}); "

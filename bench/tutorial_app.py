@@ -49,6 +49,7 @@ EMOTICON = r"(?::|;|=)(?:-)?(?:\)|\(|D|P)"
 NON_WORD = r"[\W]+"
 
 LABELS = {0: "negative", 1: "positive"}
+THREADS = 4  # waitress's default, under which the tutorial's app was measured
 REPLAY_BATCH = 10_000  # rows per partial_fit when the table is replayed at start
 
 # The tutorial keeps its pages as template files; here they live in the module
@@ -138,6 +139,19 @@ class ReviewForm(Form):
     moviereview = TextAreaField("", [validators.DataRequired(), validators.Length(min=15)])
 
 
+def check_model_dir(model_dir: Path) -> Path:
+    """``model_dir``, if it holds the book preset's pickles this app loads (TutorialError
+    if not): checked before anything else, here and by ``bench.serving``."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise TutorialError(f"model folder not found: {model_dir}")
+    for name in ("classifier.pkl", "stopwords.pkl"):
+        if not (model_dir / name).is_file():
+            raise TutorialError(f"{model_dir} has no {name} (write it with "
+                                f"python -m train --preset book --out {model_dir})")
+    return model_dir
+
+
 class Tutorial:
     """The tutorial's module-level state (classifier, vectorizer, database) and functions.
 
@@ -147,13 +161,7 @@ class Tutorial:
     """
 
     def __init__(self, model_dir: Path, db_path: Path) -> None:
-        model_dir, self.db = Path(model_dir), Path(db_path)
-        if not model_dir.is_dir():
-            raise TutorialError(f"model folder not found: {model_dir}")
-        for name in ("classifier.pkl", "stopwords.pkl"):
-            if not (model_dir / name).is_file():
-                raise TutorialError(f"{model_dir} has no {name} (write it with "
-                                    f"python -m train --preset book --out {model_dir})")
+        model_dir, self.db = check_model_dir(model_dir), Path(db_path)
         try:
             with open(model_dir / "stopwords.pkl", "rb") as fh:
                 stop = pickle.load(fh)
@@ -276,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # waitress warns for every request that waits for a free thread, as app.py notes.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    serve(app, host=args.host, port=args.port, threads=4)
+    serve(app, host=args.host, port=args.port, threads=THREADS)
     return 0
 
 
