@@ -1,4 +1,5 @@
 # Everything a fresh machine needs: `make run` serves the app, `make test` runs the tests.
+# `make help` lists every target.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,35 +8,32 @@ PY := $(VENV)/bin/python
 SHARED ?= $(abspath ../shared)
 export NLTK_DATA ?= $(SHARED)/nltk_data
 export ACLIMDB_ARCHIVE ?= $(SHARED)/data/aclImdb_v1_labeled.tar.gz
-HOST ?= 127.0.0.1
-PORT ?= 5000
 PYTEST_ARGS ?=
+ARGS ?=
 
-.PHONY: run test test-fast train bench bench-serving lint browser clean help
+.PHONY: help run test test-fast lint train bench bench-serving browser clean
 
-help:
-	@echo "make run    - serve the app on http://$(HOST):$(PORT) with the committed model"
-	@echo "make test   - install test tools and a browser, run the whole test suite"
-	@echo "make train  - retrain the default model into pkl_objects/ (needs the aclImdb archive)"
-	@echo "make bench  - book preset vs default: accuracy, speed, memory, size, latency"
-	@echo "make bench-serving - requests/s and latency of the running app"
-	@echo "make lint   - ruff"
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{printf "make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.runtime: requirements.txt
+# The runtime: pinned requirements, then this project's package (editable, so
+# that the checkout's code is what runs) with its console script `sentiment`.
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-run: $(VENV)/.runtime
-	$(PY) app.py --host $(HOST) --port $(PORT)
+run: $(VENV)/.runtime ## serve the app on http://127.0.0.1:5000 with the committed model (ARGS: app.py options)
+	$(PY) app.py $(ARGS)
 
-# Debian's Chromium for the browser test (Playwright drives it; it never downloads one).
-browser:
+browser: ## install Debian's Chromium for the browser test (never a downloaded one)
 	@if [ ! -x /usr/bin/chromium ]; then \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
@@ -43,23 +41,24 @@ browser:
 			chromium chromium-driver fonts-liberation >/dev/null; \
 	fi
 
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev browser ## install the test tools and a browser, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.dev
+test-fast: $(VENV)/.dev ## the quick tests (under a minute): no slow, browser or real-data test
 	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
-train: $(VENV)/.runtime
-	$(PY) -m train
-
-bench: $(VENV)/.runtime
-	$(PY) -m bench.model
-
-bench-serving: $(VENV)/.runtime
-	$(PY) -m bench.serving
-
-lint: $(VENV)/.dev
+lint: $(VENV)/.dev ## ruff over everything, mypy over the package
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache data
+train: $(VENV)/.runtime ## retrain the default model into pkl_objects/ (ARGS: python -m train options)
+	$(PY) -m train $(ARGS)
+
+bench: $(VENV)/.runtime ## book preset vs default: accuracy, speed, memory, size, latency
+	$(PY) -m bench.model $(ARGS)
+
+bench-serving: $(VENV)/.runtime ## requests/s and latency of the served app, against the tutorial's
+	$(PY) -m bench.serving $(ARGS)
+
+clean: ## remove the virtual environment, caches and the training CSV
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache data

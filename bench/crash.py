@@ -83,7 +83,9 @@ def kill_and_restart(
     began = time.monotonic()
     for moment in moments:
         time.sleep(max(0.0, began + moment - time.monotonic()))
-        server.proc.send_signal(signal.SIGKILL)
+        # The whole server at once, arbiter and workers, as a machine or
+        # container dies (a worker that outlived its arbiter would hold the port).
+        os.killpg(server.proc.pid, signal.SIGKILL)
         server.proc.wait()
         events.append(f"SIGKILL at {time.monotonic() - began:.1f} s")
         took = server.start()
@@ -116,7 +118,6 @@ def check(instance: Path, server: Server, tally: Tally, model_dir: str | None) -
         text=True,
         timeout=600,
     )
-    sys.path.insert(0, str(ROOT))
     from app import create_app
 
     config = {"INSTANCE_PATH": str(instance), "BACKGROUND_CHECKPOINTS": False}

@@ -33,13 +33,14 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import heap
 from bench import versions_line
 from bench.serving import REVIEW
-from feedback import FeedbackLog
-from learner import Learner
-from model import CLASSES, SentimentModel
-from vectorizer import PKL_DIR
+from sentiment import memory as heap
+from sentiment.learning.learner import Learner
+from sentiment.models.linear import SentimentModel
+from sentiment.models.state import CLASSES
+from sentiment.storage.sqlite import SQLiteFeedbackLog as FeedbackLog
+from sentiment.text.vectorizer import PKL_DIR
 
 
 def median_ms(call: Callable[[], object], repeat: int) -> float:

@@ -32,7 +32,7 @@ def folder_size(folder: Path) -> int:
 
 def latency_ms(model_dir: Path, csv_path: Path, n: int) -> dict[str, float]:
     """p50/p99 of one in-process prediction on real test reviews, as the app calls it."""
-    from model import SentimentModel
+    from sentiment.models.linear import SentimentModel
 
     model = SentimentModel.load(model_dir)
     texts, _ = next(minibatches(stream_docs(csv_path, "test"), n))

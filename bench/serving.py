@@ -1,6 +1,6 @@
 """Measure the running app on loopback with a bounded load generator of its own.
 
-``python -m bench.serving`` starts ``app.py`` (waitress) on a free loopback
+``python -m bench.serving`` starts ``app.py`` (gunicorn) on a free loopback
 port with a fresh instance folder, then, with 8 concurrent keep-alive
 clients (connections that one thread drives) and ``--seconds`` per figure:
 
@@ -59,8 +59,9 @@ import psutil
 from bench import library_versions, versions_line
 from bench.tutorial_app import THREADS as TUTORIAL_THREADS
 from bench.tutorial_app import TutorialError, check_model_dir
+from sentiment.serving.process import usable_cores
+from sentiment.settings import DEFAULT_THREADS
 from train.data import DataError, given_archive, resolve_archive
-from workers import DEFAULT_THREADS, usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEW = (
@@ -96,8 +97,8 @@ TARGETS = {
 
 LIFTED_RATE_LIMITS = {
     "SENTIMENT_RATE_LIMITS": "true",
-    "SENTIMENT_PREDICT_LIMIT": '"10000000 per minute; 100000000 per hour"',
-    "SENTIMENT_VERDICT_LIMIT": '"10000000 per minute; 100000000 per hour"',
+    "SENTIMENT_PREDICT_LIMIT": "10000000 per minute; 100000000 per hour",
+    "SENTIMENT_VERDICT_LIMIT": "10000000 per minute; 100000000 per hour",
 }
 
 
@@ -147,11 +148,14 @@ class Server:
         env = self.environment()
         started = time.perf_counter()
         # The log goes to a file: a pipe nobody reads would fill up and block
-        # the app (waitress logs each request that has to wait for a thread).
+        # the app.
         log_path = self.instance / "app.log"
         with open(log_path, "ab") as log:
+            # A session of its own, so that a crash can be staged by killing the
+            # server's whole process group (see bench.crash).
             self.proc = subprocess.Popen(
-                self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:
@@ -665,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                              "app.py's default, one per CPU core: "
                              f"{' '.join(map(str, default_workers))} here)")
     parser.add_argument("--threads", type=int, nargs="+", default=[DEFAULT_THREADS],
-                        help="waitress threads per process; one full measurement per value "
+                        help="request threads per process; one full measurement per value "
                              f"and --workers value (default: app.py's, {DEFAULT_THREADS})")
     parser.add_argument("--rate-limits", action="store_true",
                         help="keep the app's per-client rate limits on (set far above the "

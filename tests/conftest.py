@@ -43,17 +43,18 @@ def make_app(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Flask]:
 
     apps: list[Flask] = []
 
-    def factory(**config: Any) -> Flask:
+    def factory(base_model: Any = None, **config: Any) -> Flask:
         settings = {"INSTANCE_PATH": str(tmp_path / "instance"), "MODEL_DIR": str(tiny_model_dir),
-                    "TESTING": True, "BACKGROUND_CHECKPOINTS": False,
-                    "RATE_LIMITS": False, **config}
-        app = create_app(settings)
+                    "TESTING": True, "RATE_LIMITS": False, **config}
+        app = create_app(settings, base_model=base_model)
         apps.append(app)
         return app
 
     yield factory
     for app in apps:
-        app.extensions["learner"].feedback.close()
+        learner = app.extensions["learner"]
+        learner.stop_threads()
+        learner.feedback.close()
 
 
 @pytest.fixture

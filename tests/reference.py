@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from model import ModelState
-from vectorizer import load_vectorizer
+from sentiment.models.state import ModelState
+from sentiment.text.vectorizer import load_vectorizer
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVE = Path(__file__).resolve().parent / "serve_for_test.py"
 
 
 def accepted_rows(db_path: Path) -> list[tuple[int, str, int]]:
@@ -98,8 +97,8 @@ class Server:
         self.starts += 1
         out_path = self.log_dir / f"{self.name}.{self.starts}.out"
         with open(out_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, str(SERVE)], cwd=ROOT, env=self.env,
-                                         stdout=out, stderr=err)
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.serve_for_test"],
+                                         cwd=ROOT, env=self.env, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = out_path.read_text()

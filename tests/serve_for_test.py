@@ -21,15 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    import versions
     from app import create_app
+    from sentiment.learning import versions
 
     slow = float(os.environ.get("TEST_SLOW_WRITES") or 0)
     if slow:

@@ -376,14 +376,12 @@ def test_each_review_of_a_batch_counts_against_the_prediction_limit(make_app) ->
 
 def test_apps_share_a_preloaded_base_model_and_never_train_it(
         make_app, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the pre-forked server's parent does before forking its workers."""
-    import app as app_module
+    """What the server does: load the base model before forking, every worker's app uses it."""
+    from sentiment.models.linear import SentimentModel
 
-    monkeypatch.setattr(app_module, "_preloaded", {})
-    monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(tiny_model_dir))
-    base = app_module.preload_model()  # MODEL_DIR resolved as create_app does
+    base = SentimentModel.load(tiny_model_dir)
     before = base.state()
-    first, second = make_app(), make_app()
+    first, second = make_app(base_model=base), make_app(base_model=base)
     assert first.extensions["learner"].base is base is second.extensions["learner"].base
     client = first.test_client()
     pid = predict(client, "A dull, lifeless film with a silly plot.")["prediction_id"]

@@ -27,6 +27,7 @@ def test_cpu_bound_is_cores_over_cpu_per_request() -> None:
     assert serving.cpu_bound_per_s(row, cores=1) == pytest.approx(500.0)
 
 
+@pytest.mark.slow
 def test_short_run_measures_the_app_and_the_load_generator(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,6 +66,7 @@ def test_short_run_measures_the_app_and_the_load_generator(
                               f"scikit-learn {sklearn.__version__}, scipy {scipy.__version__}")
 
 
+@pytest.mark.slow
 def test_the_tutorial_is_measured_in_the_same_run_and_compared(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], trained: dict[str, TrainedRun]
 ) -> None:
@@ -131,6 +133,7 @@ def test_http_request_carries_its_length_type_and_cookie() -> None:
     assert body == b'{"review": "x"}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate_limits", [False, True])
 def test_rate_limits_are_off_or_lifted_far_above_the_load(tmp_path: Path,
                                                           rate_limits: bool) -> None:

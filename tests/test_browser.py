@@ -8,6 +8,7 @@ Chromium. Never ``playwright install``: it downloads a browser.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -24,7 +25,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-SCREENSHOT = Path("/tmp/results.png")
+# README's screenshot is this file, taken with RESULTS_SCREENSHOT=docs/results.png.
+SCREENSHOT = Path(os.environ.get("RESULTS_SCREENSHOT", "/tmp/results.png"))
 POSITIVE_REVIEW = ("A wonderful and brilliant film. The cast was superb, the story moving "
                    "and the ending beautiful. I loved it, and <b>so</b> will you.")
 

@@ -257,6 +257,7 @@ def test_help(served, command):
     assert len(result.output.splitlines()) >= 3
 
 
+@pytest.mark.slow
 def test_real_command_line(make_app, tmp_path, tiny_model_dir):
     """``flask --app app`` in a subprocess, configured by INSTANCE_PATH and SENTIMENT_*."""
     app = make_app(**CONFIG)
@@ -282,12 +283,14 @@ def test_real_command_line(make_app, tmp_path, tiny_model_dir):
     assert "replayed 7 accepted verdicts; live model v000001+7: bit-identical" in result.stdout
 
 
+@pytest.mark.slow
 def test_an_unusable_instance_or_setting_is_one_line_not_a_traceback(tmp_path, tiny_model_dir):
     (tmp_path / "reviews.sqlite").write_text("not a database")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     env.update(INSTANCE_PATH=str(tmp_path), SENTIMENT_MODEL_DIR=str(tiny_model_dir))
     cases = {  # extra environment: the error line
-        "SENTIMENT_GUARD": ("no", "Error: SENTIMENT_GUARD must be true or false, not 'no'"),
+        "SENTIMENT_GUARD": ("maybe", "Error: SENTIMENT_GUARD must be a valid boolean, unable to "
+                                     "interpret input, not 'maybe'"),
         "SENTIMENT_RATE_LIMITS": ("false", "Error: cannot start the app: file is not a database: "
                                            f"{tmp_path / 'reviews.sqlite'}"),
     }

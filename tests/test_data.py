@@ -347,6 +347,7 @@ def test_cli_with_a_non_tar_archive_exits_2_with_one_line(tmp_path: Path) -> Non
     assert "as a tar archive" in line
 
 
+@pytest.mark.slow
 def test_cli_without_nltk_stopwords_exits_2_with_one_line(tmp_path: Path,
                                                           tiny_archive: Path) -> None:
     empty = tmp_path / "no_nltk"
@@ -430,6 +431,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 @pytest.mark.parametrize("stage", ["train.data._read_marshalled",  # writing the CSV
                                    "train.train.count_documents"])  # workers hashing
+@pytest.mark.slow
 def test_cli_ctrl_c_exits_130_with_one_line_and_leaves_nothing(tmp_path: Path,
                                                                tiny_archive: Path,
                                                                stage: str) -> None:

@@ -203,6 +203,7 @@ def wait_for_event(events: Path, seen: int, want: str, timeout: float = 60) -> b
     return False
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog):
     instance = tmp_path / "instance"
     db = instance / "reviews.sqlite"

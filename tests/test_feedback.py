@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from feedback import FeedbackLog
+from sentiment.storage.sqlite import SQLiteFeedbackLog as FeedbackLog
 
 OPENERS = 6
 ROUNDS = 40
@@ -19,6 +19,7 @@ def open_log(path: Path, barrier) -> None:
     FeedbackLog(path).close()
 
 
+@pytest.mark.slow
 def test_processes_opening_a_new_database_together_all_succeed(tmp_path: Path) -> None:
     # Pre-forked workers start together on a fresh instance folder: each one
     # switches the new file to WAL, and SQLite may refuse the loser at once

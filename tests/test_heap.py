@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 
 BURST = textwrap.dedent("""
     import numpy as np
-    import heap
+    from sentiment import memory as heap
 
     def rss_mb():
         return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
@@ -39,7 +39,7 @@ def test_release_free_memory_returns_a_freed_burst() -> None:
 FREED_AT_ONCE = textwrap.dedent("""
     import sys
     import numpy as np
-    import heap
+    from sentiment import memory as heap
 
     def rss_mb():
         return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20

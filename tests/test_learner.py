@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from locks import HostLock
+from sentiment.locks import HostLock
 from tests.fakes import make_review
 from tests.reference import reference_state
 
@@ -47,7 +47,7 @@ def wrong_verdicts_reaching(learner, levels: list[float]) -> tuple[list, list[in
     Simulated on a copy of the live model; the learner applies the same rows
     in the same order to the same state, so it reaches the same accuracies.
     """
-    data = learner.holdout()
+    data = learner.holdout.features(learner.model)
     for seed in range(11, 61):  # accuracy moves in steps: some sequences skip a level
         rng = random.Random(seed)
         clone = learner.model.clone()
@@ -209,7 +209,8 @@ def test_verdicts_without_usable_stored_columns_are_learned_from_their_text(
     learner = app.extensions["learner"]
     rng = random.Random(9)
     predictions = [learner.predict([make_review(rng, i % 2)])[0] for i in range(4)]
-    with learner.feedback.exclusive() as db:  # as an earlier release stored them; damaged
+    with learner.feedback.exclusive():  # as an earlier release stored them; damaged
+        db = learner.feedback._connect()  # SQLite's own connection: a test reaching in
         db.execute("UPDATE predictions SET features = NULL WHERE id = ?", (predictions[0][0],))
         db.execute("UPDATE predictions SET features = substr(features, 1, length(features) - 2)"
                    " WHERE id = ?", (predictions[2][0],))
@@ -226,7 +227,7 @@ def test_batched_learning_is_bit_identical_to_one_verdict_at_a_time(tiny_model_d
 
     import numpy as np
 
-    from model import SentimentModel
+    from sentiment.models.linear import SentimentModel
     from tests.fakes import make_review
 
     base = SentimentModel.load(tiny_model_dir)
@@ -335,8 +336,9 @@ def test_a_due_checkpoint_gives_way_to_one_in_progress(make_app, tiny_model_dir)
 
 
 def test_background_timer_saves_waiting_verdicts(make_app):
-    app = make_app(BACKGROUND_CHECKPOINTS=True, CHECKPOINT_SECONDS=1.0, CHECKPOINT_EVERY=10**6)
+    app = make_app(CHECKPOINT_SECONDS=1.0, CHECKPOINT_EVERY=10**6)
     learner = app.extensions["learner"]
+    learner.start_background_checkpoints()  # what a serving process does (sentiment.serving)
     client = app.test_client()
     pid = client.post("/api/predict", json={"review": make_review(random.Random(3), 1)}
                       ).get_json()["prediction_id"]
@@ -356,32 +358,32 @@ def test_the_guard_holdout_is_prepared_after_the_first_verdict_not_before(make_a
     learner = make_app().extensions["learner"]
     rng = random.Random(5)
     ids = [pid for pid, _, _ in learner.predict([make_review(rng, 1) for _ in range(3)])]
-    assert not learner.holdout_cached  # predicting alone never pays for it
+    assert not learner.holdout.cached  # predicting alone never pays for it
     learner.verdict(ids[0], True)
     deadline = time.monotonic() + 30
-    while not learner.holdout_cached and time.monotonic() < deadline:
+    while not learner.holdout.cached and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert learner.holdout_cached
+    assert learner.holdout.cached
 
 
 def test_the_holdout_is_vectorised_once_per_folder_and_rebuilt_if_damaged(make_app):
     learner = make_app().extensions["learner"]
-    X, y = learner.holdout()
-    cache = learner._holdout_cache
+    X, y = learner.holdout.features(learner.model)
+    cache = learner.holdout.cache
     written = cache.stat().st_mtime_ns
     again = make_app().extensions["learner"]  # another process on the same folder
-    X2, y2 = again.holdout()
+    X2, y2 = again.holdout.features(again.model)
     assert cache.stat().st_mtime_ns == written  # read, not vectorised again
     assert (X2 != X).nnz == 0 and np.array_equal(y2, y)
     cache.write_bytes(cache.read_bytes()[:1000])  # a torn file
-    X3, y3 = learner.holdout()
+    X3, y3 = learner.holdout.features(learner.model)
     assert (X3 != X).nnz == 0 and np.array_equal(y3, y)
-    X4, _ = make_app().extensions["learner"].holdout()
+    X4, _ = make_app().extensions["learner"].holdout.features(learner.model)
     assert (X4 != X).nnz == 0
 
 
 def test_health_hashes_each_model_once_and_reports_the_live_one(make_app, monkeypatch):
-    from model import ModelState
+    from sentiment.models.state import ModelState
 
     app = make_app(**QUIET)
     learner = app.extensions["learner"]
@@ -396,3 +398,21 @@ def test_health_hashes_each_model_once_and_reports_the_live_one(make_app, monkey
     assert after["model_digest"] == real(learner.model.state()) != first["model_digest"]
     learner.rollback("base")  # back to the first model: a new generation, hashed again
     assert learner.status()["model_digest"] == first["model_digest"] and len(hashed) == 3
+
+
+def test_building_an_app_starts_no_thread_and_close_stops_every_one(make_app):
+    """The factory has no process-wide effect; a serving process's threads end with close()."""
+    before = set(threading.enumerate())
+    app = make_app(CHECKPOINT_SECONDS=1.0)
+    assert set(threading.enumerate()) == before
+    learner = app.extensions["learner"]
+    learner.start_background_checkpoints()
+    client = app.test_client()
+    pid = client.post("/api/predict", json={"review": make_review(random.Random(4), 1)}
+                      ).get_json()["prediction_id"]
+    client.post("/api/feedback", json={"prediction_id": pid, "correct": False})  # holdout thread
+    assert len(set(threading.enumerate()) - before) >= 1
+    learner.close()
+    assert set(threading.enumerate()) == before
+    assert learner.status()["unsaved_verdicts"] == 0  # close() saved the verdict
+

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import ModelState, SentimentModel, _overlaps, atomic_write
+from sentiment.files import atomic_write
+from sentiment.models.linear import SentimentModel, _overlaps
+from sentiment.models.state import ModelState
 
 
 def test_explanation_names_the_words_that_pushed_each_way(tiny_model_dir: Path) -> None:
@@ -127,10 +129,11 @@ def test_learning_in_place_waits_for_readers_and_states_are_snapshots(
 
 
 def test_numeric_work_queues_on_one_lock_per_process(tiny_model_dir: Path, monkeypatch) -> None:
-    """Request threads take turns at numpy work (see model.NUMERIC), a chunk at a time."""
+    """Request threads take turns at numpy work (see sentiment.models.linear.NUMERIC), a chunk
+    at a time."""
     import threading
 
-    import model as model_module
+    from sentiment.models import linear as model_module
 
     model = SentimentModel.load(tiny_model_dir)
     text = "A dreadful, boring film with a wooden cast."

@@ -10,6 +10,8 @@ import random
 import sqlite3
 import threading
 
+import pytest
+
 from tests.fakes import make_review
 from tests.reference import Server, reference_state
 
@@ -44,6 +46,7 @@ def answers(server: Server, reviews: list[str]) -> tuple[list, dict]:
     return predicted, state
 
 
+@pytest.mark.slow
 def test_four_processes_converge(tmp_path, tiny_model_dir):
     instance = tmp_path / "instance"
     db = instance / "reviews.sqlite"

@@ -17,7 +17,9 @@ import scipy
 import scipy.sparse as sp
 from sklearn.linear_model import SGDClassifier
 
-from model import prepare_for_serving
+from sentiment.models.saving import prepare_for_serving
+from sentiment.text.spec import ColumnMap, VectorizerSpec
+from sentiment.text.vectorizer import ReviewVectorizer, load_vectorizer
 from tests.fakes import make_reviews
 from tests.tiny_aclimdb import (
     REAL_ARCHIVE,
@@ -39,7 +41,6 @@ from train.train import (
     nb_weights,
     serving_weights,
 )
-from vectorizer import ColumnMap, ReviewVectorizer, VectorizerSpec, load_vectorizer
 
 pytest_plugins = ["tests.train_fixtures"]
 

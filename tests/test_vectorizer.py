@@ -15,21 +15,18 @@ from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
-from tests.fakes import make_reviews
-from tests.tiny_aclimdb import ROOT, TrainedRun
-from vectorizer import (
+from sentiment.text.ngrams import TokenHashes, WordNGrams
+from sentiment.text.spec import ColumnMap, VectorizerSpec
+from sentiment.text.tokenizer import Tokenizer, without_negations
+from sentiment.text.vectorizer import (
     FINGERPRINT_BYTES,
     PKL_DIR,
     STORED_HEADER,
-    ColumnMap,
     ReviewVectorizer,
-    TokenHashes,
-    Tokenizer,
-    VectorizerSpec,
-    WordNGrams,
     load_vectorizer,
-    without_negations,
 )
+from tests.fakes import make_reviews
+from tests.tiny_aclimdb import ROOT, TrainedRun
 
 pytest_plugins = ["tests.train_fixtures"]
 

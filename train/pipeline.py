@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from vectorizer import ReviewVectorizer, read_features, write_features
+from sentiment.text.feature_files import read_features, write_features
+from sentiment.text.vectorizer import ReviewVectorizer
 
 _worker_vectorizer: ReviewVectorizer | None = None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vectorizer import VectorizerSpec
+from sentiment.text.spec import VectorizerSpec
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vectorizer import without_negations
+from sentiment.text.tokenizer import without_negations
 
 CHOICES = ("nltk", "nltk-keep-negations", "none")
 

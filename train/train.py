@@ -47,7 +47,11 @@ import sklearn
 from sklearn.linear_model import SGDClassifier
 from tqdm import tqdm
 
-from model import CLASSES, atomic_write, prepare_for_serving, save_base
+from sentiment.files import atomic_write
+from sentiment.models.saving import prepare_for_serving, save_base
+from sentiment.models.state import CLASSES
+from sentiment.text.spec import ColumnMap
+from sentiment.text.vectorizer import ReviewVectorizer
 from train.data import (
     DataError,
     build_csv,
@@ -64,7 +68,6 @@ from train.evaluate import Metrics
 from train.pipeline import BackgroundSpill, FeatureCache, FeaturePool
 from train.presets import EvalSet, Preset
 from train.stopwords import stopwords_for
-from vectorizer import ColumnMap, ReviewVectorizer
 
 CURVE_EVERY = 5  # minibatches between learning-curve points in the first pass
 EVAL_BATCH = 1000  # reviews per evaluation minibatch

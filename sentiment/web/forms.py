@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import Flask, abort, request
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SubmitField, TextAreaField
 from wtforms.validators import InputRequired, Length, Regexp
@@ -18,7 +19,7 @@ def strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-class ReviewForm(FlaskForm):
+class ReviewForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped: FlaskForm is Any
     review = TextAreaField(
         "Your movie review",
         filters=[strip],
@@ -35,7 +36,7 @@ class ReviewForm(FlaskForm):
 VERDICT_BUTTONS = {"correct": "Correct", "incorrect": "Incorrect"}
 
 
-class FeedbackForm(FlaskForm):
+class FeedbackForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped: FlaskForm is Any
     """Carries only the prediction id and the verdict: the server never trusts
     a review text or a label sent back by the browser."""
 
@@ -48,3 +49,30 @@ class FeedbackForm(FlaskForm):
         if self.correct.data == self.incorrect.data:
             return None
         return bool(self.correct.data)
+
+
+def refuse_unreadable_forms(app: Flask) -> None:
+    """A URL-encoded form body that is not UTF-8 gets a 400 saying so.
+
+    Werkzeug drops such a form whole (browsers percent-encode every byte, so
+    only a hand-made request has one), and the first check to notice would be
+    the CSRF one, whose message about an expired form would mislead. Registered
+    before CSRFProtect, whose check runs on every POST.
+    """
+    @app.before_request
+    def form_is_utf8() -> None:
+        if (request.method != "POST" or request.path.startswith("/api/")  # JSON, any type
+                or request.mimetype != "application/x-www-form-urlencoded"):
+            return
+        try:
+            request.get_data(cache=True).decode("utf-8")  # Werkzeug parses these cached bytes
+        except UnicodeDecodeError:
+            abort(400, "This form could not be read: its body must be URL-encoded UTF-8 "
+                       "text, as browsers send it.")
+
+
+def typed_text_only() -> None:
+    """The forms take typed text; a field sent as a file would reach the validators
+    as a file object (multipart parts with a file name are files, not text)."""
+    if request.files:
+        abort(400, "This form takes typed text, not uploaded files.")

@@ -5,23 +5,19 @@ Training writes a base model with :func:`save_base`; the app loads it with
 learnable state (coefficients, intercept, step count). That state is small
 and deterministic, so it is what model versions store: a version is the base
 model plus a :class:`ModelState`, written atomically with its checksum.
+
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
 import json
-import os
 import pickle
-import struct
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,10 +25,9 @@ import sklearn
 from scipy.special import expit
 from sklearn.linear_model import SGDClassifier
 
-from vectorizer import PKL_DIR, ColumnMap, ReviewVectorizer, load_vectorizer
-
-LABELS = ("negative", "positive")
-CLASSES = np.array([0, 1])
+from sentiment.files import sha256_bytes
+from sentiment.models.state import CLASSES, LABELS, ModelState, Prediction
+from sentiment.text.vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 
 # One thread of a process at a time vectorises, scores, explains or learns
 # reviews. numpy lets go of the GIL around each operation on more than 500
@@ -48,73 +43,6 @@ CLASSES = np.array([0, 1])
 # while holding a model's ``_weights`` lock.
 NUMERIC = threading.Lock()
 
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` holds either the old or the new bytes, never a mix.
-
-    Temporary file in the same folder, fsync, rename over the target, fsync of
-    the folder: a crash at any point leaves a complete file or none.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probability: float  # of the predicted label, in [0.5, 1]
-    positive: float  # probability of "positive"
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """The learnable part of the classifier: all that feedback ever changes."""
-
-    coef: np.ndarray
-    intercept: np.ndarray
-    t: float
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, coef=self.coef, intercept=self.intercept, t=np.array([self.t]))
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ModelState:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return cls(npz["coef"], npz["intercept"], float(npz["t"][0]))
-
-    def digest(self) -> str:
-        """sha256 of the whole state: equal digests mean bit-identical models."""
-        h = hashlib.sha256()
-        for array in (self.coef, self.intercept):
-            h.update(f"{array.dtype}{array.shape}".encode())
-            h.update(np.ascontiguousarray(array).tobytes())
-        h.update(struct.pack("<d", self.t))
-        return h.hexdigest()
-
-    def equals(self, other: ModelState) -> bool:
-        """Bit-for-bit equality (what exactly-once promises)."""
-        return (
-            self.coef.dtype == other.coef.dtype
-            and np.array_equal(self.coef, other.coef)
-            and np.array_equal(self.intercept, other.intercept)
-            and self.t == other.t
-        )
 
 
 class SentimentModel:
@@ -156,7 +84,7 @@ class SentimentModel:
     @property
     def base_id(self) -> str:
         """Identifies the base model, so state saved on another base is never loaded."""
-        return self.manifest["files"]["classifier.pkl"][:16]
+        return cast(str, self.manifest["files"]["classifier.pkl"][:16])
 
     # -- prediction -------------------------------------------------------
     def transform(self, texts: Sequence[str], chunk: int = 8,
@@ -380,64 +308,3 @@ def _overlaps(a: str, b: str) -> bool:
     """True if the word sequence of one n-gram occurs inside the other's."""
     short, long = sorted((f" {a} ", f" {b} "), key=len)
     return short in long
-
-
-def prepare_for_serving(clf: SGDClassifier, online: dict[str, Any]) -> SGDClassifier:
-    """Turn a trained classifier into the one the app keeps learning with.
-
-    Training averages the SGD iterates; feedback must instead move the model
-    noticeably, one review at a time, so the served classifier continues from
-    the averaged weights with plain SGD and the online step size from the
-    preset. Averaging buffers are dropped: they would double the pickle.
-    """
-    served = copy.deepcopy(clf)
-    if served.average:
-        for name in ("_standard_coef", "_average_coef",
-                     "_standard_intercept", "_average_intercept"):
-            if hasattr(served, name):
-                delattr(served, name)
-    served.set_params(average=False, **online)
-    return served
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """``array`` as the bytes of an ``.npy`` file."""
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def save_base(
-    out_dir: Path,
-    classifier: SGDClassifier,
-    stopwords: Sequence[str],
-    weights: np.ndarray | None,
-    columns: ColumnMap | None,
-    manifest: dict[str, Any],
-    extra_files: dict[str, bytes] | None = None,
-) -> dict[str, Any]:
-    """Write the base model's files, each atomically, manifest (with checksums) last.
-
-    ``weights`` and ``columns`` go to the files the manifest's vectorizer
-    names, where :func:`vectorizer.load_vectorizer` reads them back.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, bytes] = {
-        "classifier.pkl": pickle.dumps(classifier, protocol=pickle.HIGHEST_PROTOCOL),
-        "stopwords.pkl": pickle.dumps(list(stopwords), protocol=pickle.HIGHEST_PROTOCOL),
-    }
-    if weights is not None:
-        files[manifest["vectorizer"]["feature_weights"]] = npy_bytes(weights)
-    if columns is not None:
-        files[manifest["vectorizer"]["columns"]] = npy_bytes(columns.kept.astype(np.int32))
-    files.update(extra_files or {})
-    for stale in ("feature_weights.npy", "columns.npy", "holdout.csv.gz"):
-        if stale not in files:
-            (out_dir / stale).unlink(missing_ok=True)
-    for name, data in files.items():
-        atomic_write(out_dir / name, data)
-    manifest = {**manifest, "files": {name: sha256_bytes(data) for name, data in files.items()}}
-    manifest["size_bytes"] = sum(len(d) for d in files.values())
-    atomic_write(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    return manifest

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import csv
 import sys
+from typing import IO, cast
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import AppGroup
 
-from feedback import MAX_ID, FeedbackError
-from learner import Learner
-from versions import CorruptVersion
+from sentiment.learning.learner import Learner
+from sentiment.learning.versions import CorruptVersion
+from sentiment.storage.log import MAX_ID, FeedbackError
 
 model_cli = AppGroup("model", help="Model versions: list, roll back, rebuild from the log.")
 feedback_cli = AppGroup("feedback", help="The feedback log: list, release, export.")
 
 
 def learner() -> Learner:
-    return current_app.extensions["learner"]
+    return cast(Learner, current_app.extensions["learner"])
 
 
 @model_cli.command("list")
@@ -97,7 +98,7 @@ def feedback_release(ids: tuple[int, ...]) -> None:
 @feedback_cli.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
 @click.option("--output", type=click.File("w"), default="-", help="file (default: stdout)")
-def feedback_export(fmt: str, output) -> None:
+def feedback_export(fmt: str, output: IO[str]) -> None:
     """Export every verdict with its review as CSV."""
     writer = csv.writer(output)
     writer.writerow(["id", "prediction_id", "correct", "label", "status", "reason",
@@ -105,8 +106,3 @@ def feedback_export(fmt: str, output) -> None:
     for v in learner().feedback.verdicts():
         writer.writerow([v.id, v.prediction_id, int(v.correct), v.label, v.status, v.reason or "",
                          v.released_from or "", v.created, v.review])
-
-
-def register_cli(app: Flask) -> None:
-    app.cli.add_command(model_cli)
-    app.cli.add_command(feedback_cli)

@@ -16,9 +16,11 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from locks import HostLock
-from model import ModelState, atomic_write, sha256_bytes
+from sentiment.files import atomic_write, sha256_bytes
+from sentiment.locks import HostLock
+from sentiment.models.state import ModelState
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class VersionInfo:
     created: str
     reason: str = "checkpoint"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 

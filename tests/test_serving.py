@@ -1,4 +1,4 @@
-"""``python app.py --workers N``: pre-forked processes on one port, supervised.
+"""``python app.py --workers N``: gunicorn's worker processes on one port.
 
 Real processes on a real port: each worker accepts on a socket of its own on
 that port, they share the instance folder, a killed worker is replaced, a
@@ -20,13 +20,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-import workers
 from bench.serving import free_port
-from model import SentimentModel
+from sentiment.learning.versions import VersionStore
+from sentiment.models.linear import SentimentModel
+from sentiment.serving.server import check_port_free
 from tests.fakes import make_reviews
 from tests.reference import ROOT, call, reference_state
-from versions import VersionStore
-from workers import MIN_WORKER_LIFETIME
 
 
 def start(instance: Path, model_dir: Path, log: Path, workers: int | None = 2,
@@ -35,7 +34,7 @@ def start(instance: Path, model_dir: Path, log: Path, workers: int | None = 2,
     (None: this process's)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SENTIMENT_") and k != "WORKERS"}
+           if not k.startswith("SENTIMENT_")}
     env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
                SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false")
     env.pop("SECRET_KEY", None)  # the workers create the key together, as on a first start
@@ -100,6 +99,7 @@ def predict_and_judge(port: int, n: int, seed: int) -> int:
     return n
 
 
+@pytest.mark.slow
 def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -123,14 +123,12 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
             for conn in clients:
                 conn.close()
         acked = predict_and_judge(port, 30, seed=0)
-        # A body declared far over the limit is refused before it is sent (waitress
-        # would otherwise take up to 1 GB of it before the app could say 413).
+        # A body declared far over the limit is refused before it is sent.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 900000000\r\n\r\n")
             assert conn.recv(100).startswith(b"HTTP/1.1 413 ")
 
-        time.sleep(MIN_WORKER_LIFETIME + 0.5)  # an early death would stop everything
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 60
@@ -141,13 +139,13 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
             time.sleep(0.1)
         assert victim not in now and len(now) == 2, log.read_text()[-3000:]
         wait_until_serving(proc, port, log, workers=2)
-        (replacement,) = now - first  # takes over the socket, and what waits on it
-        assert listening_socket(replacement, port) == sockets[victim]
+        (replacement,) = now - first  # listens on a socket of its own
+        assert listening_socket(replacement, port) not in sockets.values()
         acked += predict_and_judge(port, 30, seed=1000)
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()[-3000:]
-    assert "starting a new one" in log.read_text()
+    assert f"Worker (pid:{victim}) was sent SIGKILL" in log.read_text()
 
     # Every acknowledged verdict is in the final checkpoint, exactly once.
     db = instance / "reviews.sqlite"
@@ -158,33 +156,33 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
     assert state.equals(expected)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPU cores")
 @pytest.mark.parametrize("n_cores", [1, 2])
 def test_by_default_one_worker_serves_per_usable_core(tmp_path: Path, tiny_model_dir: Path,
                                                       n_cores: int) -> None:
-    """One process per core the server may run on (its affinity, as a container or
-    taskset sets it); one core: no supervisor, the process serves itself."""
+    """One worker process per core the server may run on (its affinity, as a
+    container or taskset sets it)."""
     cores = set(sorted(os.sched_getaffinity(0))[:n_cores])
     log = tmp_path / "app.log"
     proc, port = start(tmp_path / "instance", tiny_model_dir, log, workers=None, cores=cores)
     try:
-        wait_until_serving(proc, port, log, workers=0 if n_cores == 1 else n_cores)
-        assert len(psutil.Process(proc.pid).children()) == (0 if n_cores == 1 else n_cores)
-        deadline = time.monotonic() + 30  # the supervisor looks for ready workers every 0.1 s
+        wait_until_serving(proc, port, log, workers=n_cores)
+        assert len(psutil.Process(proc.pid).children()) == n_cores
+        deadline = time.monotonic() + 30
         while not announced(log) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         assert stop(proc) == 0, log.read_text()[-3000:]
-    assert announced(log) == [
-        f"Serving on http://127.0.0.1:{port}" if n_cores == 1 else
-        f"Serving on http://127.0.0.1:{port} with {n_cores} worker processes"]
+    assert announced(log) == [f"Serving on http://127.0.0.1:{port}"]
 
 
 def announced(log: Path) -> list[str]:
-    """The server's own "Serving on" lines (waitress logs one per worker too, prefixed)."""
+    """The server's own "Serving on" line, printed once every worker has built its app."""
     return [line for line in log.read_text().splitlines() if line.startswith("Serving on")]
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path,
                                                      tiny_model_dir: Path) -> None:
     log = tmp_path / "app.log"
@@ -195,14 +193,15 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path,
         code = proc.wait(timeout=120)
     finally:
         stop(proc)
-    assert code == 1, log.read_text()[-3000:]
-    assert "right after starting; stopping" in log.read_text()
+    assert code == 3, log.read_text()[-3000:]  # gunicorn: a worker failed to boot
+    assert "Worker failed to boot" in log.read_text()
     assert not announced(log)  # only once every worker serves
     assert f"error: cannot start the app: the instance folder {not_a_folder} is a file" \
         in log.read_text()
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_bad_settings_and_an_unusable_port_are_refused_in_one_line(
         tmp_path: Path, tiny_model_dir: Path) -> None:
     """Each used to be a traceback; --threads 0 served nothing, --port 70000 port 4464."""
@@ -214,28 +213,34 @@ def test_bad_settings_and_an_unusable_port_are_refused_in_one_line(
     cases = {  # name: (arguments, environment, exit status, the one line of error)
         "port out of range": (["--port", "70000"], {}, 2,
                               "argument --port: '70000' is not a port number"),
-        "PORT not a number": ([], {"PORT": "abc"}, 2, "argument --port: 'abc' is not a port"),
+        "port not a number": ([], {"SENTIMENT_PORT": "abc"}, 2,
+                              "error: SENTIMENT_PORT must be a valid integer"),
         "no threads": (["--threads", "0"], {}, 2, "'0' is not a number of threads"),
-        "no workers": (["--workers", "0"], {"WORKERS": "2"}, 2,
+        "no workers": (["--workers", "0"], {"SENTIMENT_WORKERS": "2"}, 2,
                        "'0' is not a number of processes"),
+        "no workers, from the environment": ([], {"SENTIMENT_WORKERS": "0"}, 2,
+                                             "error: SENTIMENT_WORKERS must be greater than"),
         "a setting of the wrong kind": ([], {"SENTIMENT_CHECKPOINT_EVERY": "x"}, 2,
-                                        "error: SENTIMENT_CHECKPOINT_EVERY must be an integer"),
-        "a rate limit that does not parse": ([], {"SENTIMENT_PREDICT_LIMIT": '"often"'}, 2,
+                                        "error: SENTIMENT_CHECKPOINT_EVERY must be a valid "
+                                        "integer"),
+        "a misspelt setting": ([], {"SENTIMENT_CHECKPOINTS_EVERY": "5"}, 2,
+                               "error: SENTIMENT_CHECKPOINTS_EVERY is not a setting"),
+        "a rate limit that does not parse": ([], {"SENTIMENT_PREDICT_LIMIT": "often"}, 2,
                                              "error: SENTIMENT_PREDICT_LIMIT must be rate limits"),
         "port in use": (["--port", str(busy)], {}, 1,
                         f"error: cannot listen on 127.0.0.1:{busy}: Address already in use"),
         "port in use, 2 workers": (["--port", str(busy), "--workers", "2"], {}, 1,
                                    "Address already in use"),
-        "instance folder a file": ([], {"INSTANCE_PATH": str(tmp_path / "file")}, 1,
+        "instance folder a file": ([], {"INSTANCE_PATH": str(tmp_path / "file")}, 3,
                                    "error: cannot start the app: the instance folder"),
     }
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SENTIMENT_") and k not in ("PORT", "WORKERS", "THREADS")}
+           if not k.startswith("SENTIMENT_")}
     env.update(INSTANCE_PATH=str(tmp_path / "instance"), SENTIMENT_MODEL_DIR=str(tiny_model_dir))
     runs = {}
     try:
         for name, (args, extra, _, _) in cases.items():  # at once: each imports the libraries
-            if "--port" not in args and "PORT" not in extra:
+            if "--port" not in args and "SENTIMENT_PORT" not in extra:
                 args = ["--port", str(free_port()), *args]
             runs[name] = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args],
                                           cwd=ROOT, env={**env, **extra}, text=True,
@@ -252,6 +257,7 @@ def test_bad_settings_and_an_unusable_port_are_refused_in_one_line(
                 proc.kill()
 
 
+@pytest.mark.slow
 def test_a_missing_model_stops_the_server_before_any_worker_starts(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     proc, _ = start(tmp_path / "instance", tmp_path / "no-such-model", log)
@@ -265,6 +271,7 @@ def test_a_missing_model_stops_the_server_before_any_worker_starts(tmp_path: Pat
                      f"'{tmp_path / 'no-such-model' / 'manifest.json'}'"], lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_parent_stops_every_worker(
     tmp_path: Path, tiny_model_dir: Path, signum: int
@@ -279,49 +286,15 @@ def test_stopping_the_parent_stops_every_worker(
     assert not alive
 
 
-STUCK_WORKER = """
-import os, signal, socket, sys, threading, time
-sys.path.insert(0, {root!r})
-import workers
-
-workers.STOP_GRACE = 1.0
-
-def stuck(sock, ready):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never finishes its checkpoint
-    print("WORKER", os.getpid(), flush=True)
-    while True:
-        time.sleep(1)
-
-threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
-began = time.monotonic()
-status = workers.Supervisor(workers.bind("127.0.0.1", 0), 1, stuck).run()
-print("STOPPED", status, round(time.monotonic() - began, 1), flush=True)
-"""
-
-
-def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", STUCK_WORKER.format(root=str(ROOT))],
-                          capture_output=True, text=True, timeout=60)
-    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
-    assert "STOPPED" in lines, done.stdout + done.stderr
-    assert lines["STOPPED"].split()[0] == "0"
-    assert not psutil.pid_exists(int(lines["WORKER"])) or \
-        psutil.Process(int(lines["WORKER"])).status() == psutil.STATUS_ZOMBIE
-    assert "did not stop in 1 s; killing it" in done.stderr
-
-
-def test_bind_gives_each_worker_a_socket_and_refuses_a_port_in_use() -> None:
-    sockets = workers.bind("127.0.0.1", 0, 3)
-    try:
-        assert len(sockets) == 3 and len({s.getsockname() for s in sockets}) == 1
-        port = sockets[0].getsockname()[1]
-        # Another server with SO_REUSEPORT sockets (say a second copy of this one)
-        # would otherwise have shared its port with us.
-        with pytest.raises(OSError):
-            workers.bind("127.0.0.1", port, 2)
-    finally:
-        for sock in sockets:
-            sock.close()
-    single = workers.bind("127.0.0.1", 0)
-    with single[0]:
-        assert len(single) == 1
+def test_a_port_in_use_is_refused_even_by_sockets_that_share_theirs() -> None:
+    """The workers bind with SO_REUSEPORT; a second server with that option (say a second
+    copy of this one) must not share the port with us."""
+    for reuse in (False, True):
+        with socket.socket() as taken:
+            if reuse:
+                taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            with pytest.raises(OSError):
+                check_port_free("127.0.0.1", taken.getsockname()[1])
+    check_port_free("127.0.0.1", free_port())

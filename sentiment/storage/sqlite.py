@@ -1,4 +1,6 @@
-"""The SQLite log of predictions and verdicts.
+"""The SQLite log of predictions and verdicts: the embedded default backend.
+
+It meets :class:`sentiment.storage.log.FeedbackLog`.
 
 The feedback table is an ordered, append-only log: the served model is a
 deterministic function of (base model, the accepted rows in id order). So a
@@ -13,16 +15,23 @@ the model stays a function of the log in id order.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
-from locks import HostLock
+from sentiment.locks import HostLock
+from sentiment.storage.log import (
+    DuplicateVerdict,
+    FeedbackError,
+    StoredPrediction,
+    UnknownPrediction,
+    Verdict,
+    now,
+)
 
 # How long a connection waits for another process's write lock.
 BUSY_TIMEOUT = 30.0
@@ -61,51 +70,6 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 """
 
 
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot exist (and overflows)
-
-
-class FeedbackError(Exception):
-    """A verdict that cannot be accepted; ``status`` is the HTTP status to answer."""
-
-    status = 400
-
-
-class UnknownPrediction(FeedbackError):  # noqa: N818 (public name)
-    status = 404
-
-
-class DuplicateVerdict(FeedbackError):  # noqa: N818 (public name)
-    status = 409
-
-
-@dataclass(frozen=True)
-class StoredPrediction:
-    id: int
-    review: str
-    label: int
-    probability: float
-    model_version: str
-    created: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    id: int
-    prediction_id: int
-    correct: bool
-    label: int
-    review: str
-    status: str
-    reason: str | None
-    released_from: int | None
-    created: str
-    features: bytes | None  # the review's stored feature columns (None: not stored)
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
 _VERDICT_SELECT = """
     SELECT f.id, f.prediction_id, f.correct, f.label, p.review, f.status, f.reason,
            f.released_from, f.created, p.features
@@ -113,7 +77,7 @@ _VERDICT_SELECT = """
 """
 
 
-def _verdict(row: tuple) -> Verdict:
+def _verdict(row: tuple[Any, ...]) -> Verdict:
     return Verdict(row[0], row[1], bool(row[2]), *row[3:])
 
 
@@ -141,8 +105,8 @@ def _open_wal(path: Path) -> sqlite3.Connection:
         delay = min(2 * delay, 0.1)
 
 
-class FeedbackLog:
-    """Thread-safe access to the database: one connection per thread, WAL mode."""
+class SQLiteFeedbackLog:
+    """The log in an SQLite file, thread-safe: one connection per thread, WAL mode."""
 
     def __init__(self, path: Path, durable: bool = True) -> None:
         self.path = Path(path)
@@ -195,10 +159,14 @@ class FeedbackLog:
             db.execute("COMMIT")
 
     @contextmanager
-    def exclusive(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, also used as a lock shared by every process."""
-        with self._transaction(durable=True) as db:
-            yield db
+    def exclusive(self) -> Iterator[None]:
+        """A write transaction, also used as a lock shared by every process.
+
+        :meth:`quarantine` runs inside one, so that deciding what to quarantine
+        and doing it are one step for every process following the log.
+        """
+        with self._transaction(durable=True):
+            yield
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -223,6 +191,8 @@ class FeedbackLog:
                     " created, features) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (review, label, probability, model_version, client, created, features),
                 )
+                # lastrowid is None only before a connection's first INSERT; this one just ran.
+                assert cur.lastrowid is not None
                 ids.append(cur.lastrowid)
         return ids
 
@@ -255,6 +225,8 @@ class FeedbackLog:
                     f"prediction {prediction_id} already has a verdict"
                 ) from exc
             verdict_id = cur.lastrowid
+        # lastrowid is None only before a connection's first INSERT; this one just ran.
+        assert verdict_id is not None
         return self.verdict(verdict_id)
 
     def verdict(self, verdict_id: int) -> Verdict:
@@ -268,7 +240,7 @@ class FeedbackLog:
     def accepted_after(self, after_id: int, upto_id: int | None = None) -> list[Verdict]:
         """Accepted verdicts with ``after_id < id <= upto_id``, in id order."""
         sql = _VERDICT_SELECT + " WHERE f.id > ? AND f.status = 'accepted'"
-        args: tuple = (after_id,)
+        args: tuple[int, ...] = (after_id,)
         if upto_id is not None:
             sql += " AND f.id <= ?"
             args += (upto_id,)
@@ -277,7 +249,7 @@ class FeedbackLog:
 
     def verdicts(self, status: str | None = None) -> list[Verdict]:
         sql = _VERDICT_SELECT
-        args: tuple = ()
+        args: tuple[str, ...] = ()
         if status:
             sql += " WHERE f.status = ?"
             args = (status,)
@@ -299,12 +271,16 @@ class FeedbackLog:
         return out
 
     # -- quarantine (run inside ``exclusive()``) -----------------------------
-    @staticmethod
-    def quarantine(db: sqlite3.Connection, after_id: int, upto_id: int | None, reason: str) -> int:
-        """Flag accepted verdicts in (after_id, upto_id] as quarantined; bump the generation."""
+    def quarantine(self, after_id: int, upto_id: int | None, reason: str) -> int:
+        """Flag accepted verdicts in (after_id, upto_id] as quarantined; bump the generation.
+
+        Only inside :meth:`exclusive` (this thread's connection is then in its
+        write transaction).
+        """
+        db = self._connect()
         sql = "UPDATE feedback SET status = 'quarantined', reason = ? WHERE status = 'accepted'"
         sql += " AND id > ?"
-        args: tuple = (reason, after_id)
+        args: tuple[str | int, ...] = (reason, after_id)
         if upto_id is not None:
             sql += " AND id <= ?"
             args += (upto_id,)
@@ -334,8 +310,10 @@ class FeedbackLog:
                     " created) VALUES (?, ?, ?, ?, ?, ?)",
                     (row[0], row[1], row[2], verdict_id, row[4], now()),
                 )
+                # lastrowid is None only before a connection's first INSERT; this one just ran.
+                assert cur.lastrowid is not None
                 new_ids.append(cur.lastrowid)
         return new_ids
 
     def integrity_check(self) -> str:
-        return self._connect().execute("PRAGMA integrity_check").fetchone()[0]
+        return cast(str, self._connect().execute("PRAGMA integrity_check").fetchone()[0])

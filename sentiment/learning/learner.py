@@ -18,8 +18,6 @@ keeps that true:
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import sqlite3
 import threading
@@ -27,16 +25,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-import heap
-from feedback import FeedbackLog, Verdict
-from model import ModelState, Prediction, SentimentModel, atomic_write
-from vectorizer import read_features, write_features
-from versions import BASE, VersionInfo, VersionStore
+from sentiment import memory as heap
+from sentiment.learning.guard import Holdout
+from sentiment.learning.timer import PeriodicThread
+from sentiment.learning.versions import BASE, VersionInfo, VersionStore
+from sentiment.models.linear import SentimentModel
+from sentiment.models.state import ModelState, Prediction
+from sentiment.storage.log import FeedbackLog, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +59,6 @@ class GuardResult:
     quarantined: int
     accuracy: float | None
     threshold: float | None
-
-
-def load_holdout(path: Path) -> tuple[list[str], np.ndarray]:
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        frame = pd.read_csv(fh, dtype={"review": str})
-    return frame["review"].tolist(), frame["sentiment"].to_numpy()
-
-
-def read_holdout_cache(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
-    """The vectorised holdout saved by :meth:`Learner.holdout`; ValueError if damaged."""
-    try:
-        with open(path, "rb") as fh:
-            X, y, _ = read_features(fh)
-        X.check_format(full_check=True)
-    except (EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    if X.shape[0] != len(y):
-        raise ValueError(f"{path}: {X.shape[0]} rows but {len(y)} labels")
-    return X, y
 
 
 def _learn(model: SentimentModel, verdicts: list[Verdict],
@@ -109,9 +90,7 @@ class Learner:
         self.config = config or LearnerConfig()
         # The base never learns (self.model is its clone): no need to copy its state.
         self.store = VersionStore(models_dir, base.base_id, base.state(snapshot=False))
-        self._holdout_path = holdout_path if holdout_path and holdout_path.is_file() else None
-        self._holdout_cache = self.store.folder / f"holdout-{base.base_id}.npy"
-        self._holdout_lock = threading.Lock()
+        self.holdout = Holdout(holdout_path, self.store.folder / f"holdout-{base.base_id}.npy")
         self._base_accuracy: float | None = None
         self._lock = threading.RLock()
         self.model = base.clone()
@@ -123,7 +102,9 @@ class Learner:
         self._last_checkpoint = time.monotonic()
         self._committing = 0  # verdicts of this process between request and commit
         self._commits = threading.Condition()
-        self._digest: tuple[tuple, str] = ((), "")  # (model it describes, sha256): see status()
+        self._timer: PeriodicThread | None = None
+        # (model it describes: generation, version, last verdict applied; sha256): see status()
+        self._digest: tuple[tuple[()] | tuple[int, str, int], str] = ((), "")
         with self._lock:
             self._reload()
 
@@ -231,60 +212,16 @@ class Learner:
         return verdict
 
     def _prepare_guard(self) -> None:
-        """Vectorise the holdout in the background once verdicts start coming.
-
-        The first checkpoint needs it (~1 s of CPU); doing it at start would
-        slow the start-up and the first requests of an app that may only ever
-        predict.
-        """
-        if self.config.guard and self._holdout_path is not None \
-                and not self.holdout_cached and not self._holdout_lock.locked():
-            threading.Thread(target=self._holdout_quietly, name="holdout", daemon=True).start()
-
-    def _holdout_quietly(self) -> None:
-        try:
-            self.holdout(pause=0.002)
-        except Exception:  # the checkpoint will try again and report it
-            log.exception("could not prepare the guard's holdout")
-        heap.release_free_memory()  # the texts and features, saved and dropped
-
-    # -- checkpoints and the guard -----------------------------------------
-    @property
-    def holdout_cached(self) -> bool:
-        return self._holdout_cache.is_file()
-
-    def holdout(self, pause: float = 0.0) -> tuple[sp.csr_matrix, np.ndarray] | None:
-        """The shipped holdout as features: vectorised once, then read from disk.
-
-        Vectorising takes about a second, so it is done once per instance
-        folder and saved beside the versions (prepared in the background
-        after the first verdict, with ``pause`` between chunks, see
-        :meth:`SentimentModel.transform`). Each checkpoint then reads it back,
-        a few milliseconds, rather than every serving process holding its
-        ~10 MB between checkpoints.
-        """
-        if self._holdout_path is None:
-            return None
-        with self._holdout_lock:
-            try:
-                return read_holdout_cache(self._holdout_cache)
-            except FileNotFoundError:
-                pass
-            except ValueError:
-                log.warning("rebuilding the unreadable holdout cache %s", self._holdout_cache)
-            texts, y = load_holdout(self._holdout_path)
-            X = self.model.transform(texts, pause=pause)
-            del texts
-            buf = io.BytesIO()
-            write_features(buf, X, y)
-            atomic_write(self._holdout_cache, buf.getvalue())
-            return X, y
+        """Vectorise the holdout in the background once verdicts start coming (see
+        :meth:`Holdout.prepare_in_background`)."""
+        if self.config.guard:
+            self.holdout.prepare_in_background(self.model)
 
     def holdout_accuracy(self, state: ModelState | None = None,
                          holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
                          ) -> float | None:
         """Accuracy of the live model (or of ``state``) on ``holdout`` (default: read it)."""
-        data = holdout or self.holdout()
+        data = holdout or self.holdout.features(self.model)
         if data is None:
             return None
         if state is not None:
@@ -323,7 +260,7 @@ class Learner:
         if not self.store.lock.acquire(blocking=not if_due):
             return None
         try:
-            holdout = self.holdout() if self.config.guard else None
+            holdout = self.holdout.features(self.model) if self.config.guard else None
             result = self._checkpoint(force, if_due, holdout)
             del holdout
         finally:
@@ -372,13 +309,16 @@ class Learner:
             last_good = current.holdout_accuracy
             if last_good is None:
                 last_good = self.holdout_accuracy(self.store.load(current.name)[1], holdout)
+            # Scored on the holdout given (not None, as accuracy is not): a float.
+            assert last_good is not None
             threshold = (max(last_good, self.base_accuracy(holdout) or 0.0)
                          - self.config.guard_margin)
-        if threshold is not None and accuracy < threshold:
+        # threshold is set only when accuracy is not None: the second test is for mypy.
+        if threshold is not None and accuracy is not None and accuracy < threshold:
             reason = (f"guard: holdout accuracy {accuracy:.4f} < {threshold:.4f} "
                       f"(last good {current.name}, margin {self.config.guard_margin})")
-            with self.feedback.exclusive() as db:
-                n = self.feedback.quarantine(db, current.last_feedback_id, last_id, reason)
+            with self.feedback.exclusive():
+                n = self.feedback.quarantine(current.last_feedback_id, last_id, reason)
             log.warning("quarantined %d verdicts: %s", n, reason)
             with self._lock:
                 self._reload()  # from the last good version, before anyone predicts
@@ -400,7 +340,7 @@ class Learner:
         model is still the base plus the accepted log; returns how many.
         """
         with self.store.lock, self._lock:
-            with self.feedback.exclusive() as db:
+            with self.feedback.exclusive():
                 chain = self.store.chain()
                 if name not in chain:
                     raise ValueError(f"{name} is not the current version or one of its "
@@ -410,7 +350,7 @@ class Learner:
                 else:
                     info = self.store.info(name)
                     self.store.restore(name, self.rebuild(info.last_feedback_id).state())
-                n = self.feedback.quarantine(db, info.last_feedback_id, None,
+                n = self.feedback.quarantine(info.last_feedback_id, None,
                                              f"operator rollback to {name}")
                 self.store.set_current(name)
                 self.generation = -1
@@ -429,12 +369,31 @@ class Learner:
             pass
         return model
 
+    def start_background_checkpoints(self) -> None:
+        """Checkpoint every few seconds when verdicts are waiting, even with no traffic.
+
+        A server's job (:mod:`sentiment.serving`), not the app factory's: a
+        thread started by building an app would outlive it. :meth:`close` stops it.
+        """
+        if self._timer is None:
+            interval = max(1.0, min(self.config.checkpoint_seconds, 10.0))
+            self._timer = PeriodicThread(self.sync, interval, "checkpoint-timer")
+            self._timer.start()
+
+    def stop_threads(self) -> None:
+        """Stop the background checkpoints and wait for the holdout's preparation."""
+        if self._timer is not None:
+            self._timer.stop()
+        self.holdout.close()
+
     def close(self) -> None:
-        """Save what is unsaved, so the next start replays nothing."""
+        """Stop this learner's threads, then save what is unsaved, so the next start
+        replays nothing."""
+        self.stop_threads()
         if self._unsaved:
             self.checkpoint()
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """What /api/health reports, after catching up with the log.
 
         ``model_digest`` is a sha256 of the exact model state: processes that
@@ -463,4 +422,4 @@ class Learner:
         return {"model_digest": digest, **status}
 
 
-__all__ = ["BASE", "GuardResult", "Learner", "LearnerConfig", "load_holdout"]
+__all__ = ["BASE", "GuardResult", "Learner", "LearnerConfig"]

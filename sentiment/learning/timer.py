@@ -1,0 +1,45 @@
+"""A thread that saves waiting verdicts when no request comes to do it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicThread:
+    """Calls ``work`` every ``interval`` seconds until :meth:`stop`.
+
+    The learner checkpoints when a request finds a checkpoint due; with no
+    traffic, this thread is what saves the last verdicts after
+    ``checkpoint_seconds``. A failed call is logged and retried at the next
+    tick, so that one full disk does not end checkpointing for good.
+    """
+
+    def __init__(self, work: Callable[[], object], interval: float, name: str) -> None:
+        self._work = work
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            try:
+                self._work()
+            except Exception:  # keep the timer alive; the next tick retries
+                log.exception("%s failed", self._thread.name)
+
+    def stop(self) -> None:
+        """Stop ticking and wait for a call under way to finish."""
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()

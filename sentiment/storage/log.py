@@ -1,0 +1,107 @@
+"""The ordered log of predictions and verdicts: what every storage backend offers.
+
+The log is the truth: the served model is a deterministic function of (base
+model, the accepted verdicts in id order). So a backend must hand out verdict
+ids in commit order (no reader may see id N+1 before id N), commit a verdict
+durably before it returns, and never delete a row. A quarantined verdict
+keeps its row (status and reason change); releasing it appends a fresh copy at
+the end of the log, so the model stays a function of the log in id order.
+
+SQLite (:mod:`sentiment.storage.sqlite`) is the embedded default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot exist (and overflows)
+
+
+class FeedbackError(Exception):
+    """A verdict that cannot be accepted; ``status`` is the HTTP status to answer."""
+
+    status = 400
+
+
+class UnknownPrediction(FeedbackError):  # noqa: N818 (public name)
+    status = 404
+
+
+class DuplicateVerdict(FeedbackError):  # noqa: N818 (public name)
+    status = 409
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: int
+    review: str
+    label: int
+    probability: float
+    model_version: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    id: int
+    prediction_id: int
+    correct: bool
+    label: int
+    review: str
+    status: str
+    reason: str | None
+    released_from: int | None
+    created: str
+    features: bytes | None  # the review's stored feature columns (None: not stored)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class FeedbackLog(Protocol):
+    """What the learner, the web app and the operator commands use of a log."""
+
+    def add_predictions(self, rows: Sequence[tuple[str, int, float, bytes | None]],
+                        model_version: str, client: str | None = None) -> list[int]:
+        """Store (review, label, probability, features) rows; their ids, in order."""
+        ...
+
+    def prediction(self, prediction_id: int) -> StoredPrediction | None: ...
+
+    def add_verdict(self, prediction_id: int, correct: bool,
+                    client: str | None = None) -> Verdict:
+        """Commit a verdict durably; UnknownPrediction, DuplicateVerdict."""
+        ...
+
+    def verdict(self, verdict_id: int) -> Verdict: ...
+
+    def accepted_after(self, after_id: int, upto_id: int | None = None) -> list[Verdict]:
+        """Accepted verdicts with ``after_id < id <= upto_id``, in id order."""
+        ...
+
+    def verdicts(self, status: str | None = None) -> list[Verdict]: ...
+
+    def head(self) -> tuple[int, int]:
+        """(highest verdict id, generation): a cheap "has anything changed?" probe."""
+        ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """A write transaction that is also a lock shared by every process."""
+        ...
+
+    def quarantine(self, after_id: int, upto_id: int | None, reason: str) -> int:
+        """Inside :meth:`exclusive`: flag accepted verdicts in (after_id, upto_id]."""
+        ...
+
+    def release(self, verdict_ids: Sequence[int]) -> list[int]: ...
+
+    def integrity_check(self) -> str: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,95 @@
+"""Reading a JSON request body: the cheap guards that run before parsing, then the parse.
+
+Pydantic (:mod:`sentiment.web.schemas`) checks what the body means; this
+module makes sure that reading it is safe and that a body that cannot be read
+gets a message saying why. Parsed once per request: the rate limiter reads it
+too, to count the reviews of a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import g, request
+
+# The most reviews one request may ask to predict.
+MAX_BATCH = 1_000
+
+
+class BodyError(Exception):
+    """A JSON API request that cannot be served; answered as {"error": message}."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
+              bool: "boolean", type(None): "null"}
+
+
+# A JSON string (escapes included), or a character that opens a value in a list or object.
+JSON_STRING_OR_SEPARATOR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{,]')
+# A valid request holds one object and at most one list of MAX_BATCH reviews.
+MAX_SEPARATORS = MAX_BATCH + 16
+# Smaller bodies parse into a few MB at most, whatever they hold: not counted.
+COUNT_VALUES_ABOVE = 64 * 1024
+
+
+def too_many_values(raw: bytes) -> bool:
+    """Whether ``raw`` holds more JSON values than any valid request.
+
+    Counted before parsing: parsed, 32 MB of ``{},`` are 11 million dicts and
+    1 GB of memory, only to be refused for holding too many reviews. Commas and
+    opening brackets outside strings bound the number of values; the count
+    stops at the limit, so that a body of millions costs no more than a valid one.
+    """
+    separators = 0
+    for match in JSON_STRING_OR_SEPARATOR.finditer(raw):
+        if match.end() - match.start() == 1:
+            separators += 1
+            if separators > MAX_SEPARATORS:
+                return True
+    return False
+
+
+def json_int(digits: str) -> int:
+    """A JSON integer; BodyError for one longer than Python converts (4,300 digits).
+
+    Such a number is valid JSON, so "not valid JSON" would mislead.
+    """
+    try:
+        return int(digits)
+    except ValueError:
+        raise BodyError(f"the request body holds a number of {len(digits.lstrip('-')):,} "
+                        "digits, too long to read") from None
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, parsed once per request; BodyError if it cannot be read."""
+    if "json_body" not in g:
+        try:
+            g.json_body = _parse()
+        except BodyError as exc:
+            g.json_body = exc
+    if isinstance(g.json_body, BodyError):
+        raise g.json_body
+    body: dict[str, Any] = g.json_body
+    return body
+
+
+def _parse() -> dict[str, Any]:
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    if len(raw) > COUNT_VALUES_ABOVE and too_many_values(raw):
+        raise BodyError(f"the request body holds too many JSON values for a request "
+                        f"(at most {MAX_BATCH:,} reviews)")
+    try:
+        data = json.loads(raw, parse_int=json_int)
+    except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting
+        raise BodyError("the request body is not valid JSON (in UTF-8)") from None
+    if not isinstance(data, dict):
+        raise BodyError("the request body must be a JSON object, not "
+                        + JSON_TYPES.get(type(data), type(data).__name__))
+    return data

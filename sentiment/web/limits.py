@@ -1,0 +1,76 @@
+"""Per-client rate limits (Flask-Limiter): predictions count reviews, verdicts count one.
+
+Counted per client address and, with the default ``memory://`` store, per
+process; ``SENTIMENT_RATELIMIT_STORAGE_URI`` points every process at one store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from flask_limiter import Limiter
+from limits import RateLimitItem, parse_many
+
+from sentiment.settings import Settings
+from sentiment.web.body import MAX_BATCH, BodyError, json_body
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The two shared limits, as decorators for the views they count."""
+
+    predictions: Decorator
+    verdicts: Decorator
+
+
+def client_id() -> str:
+    return request.remote_addr or "unknown"
+
+
+def install_limits(app: Flask, settings: Settings) -> Limits:
+    limiter = Limiter(client_id, app=app)
+    app.extensions["rate_limiter"] = limiter  # Flask-Limiter itself keeps only a weak reference
+    # The largest batch the prediction limits could ever let through (see predictions_asked).
+    app.extensions["batch_limit"] = min(parse_many(settings.predict_limit),
+                                        key=lambda limit: limit.amount)
+    return Limits(
+        predictions=limiter.shared_limit(settings.predict_limit, scope="predictions",
+                                         cost=predictions_asked),
+        verdicts=limiter.shared_limit(settings.verdict_limit, scope="verdicts"),
+    )
+
+
+def batch_limit() -> RateLimitItem:
+    limit: RateLimitItem = current_app.extensions["batch_limit"]
+    return limit
+
+
+def predictions_asked() -> int:
+    """What this request costs against the prediction limit: the reviews it asks to predict.
+
+    Counted per request, a limit of 2,000 an hour would let one client ask for
+    two million predictions (and store as many rows), 1,000 at a time. A
+    request the API refuses costs 1, like any other, and so does a batch
+    larger than the smallest limit: it could never pass, so rather than
+    spending the client's budget on it, the API refuses it with a 400 saying
+    so (see ``g.batch_over_limit``).
+    """
+    if request.endpoint != "api.predict":
+        return 1
+    try:
+        data = json_body()
+    except BodyError:
+        return 1
+    reviews = data.get("reviews")
+    if "review" in data or not isinstance(reviews, list) or not 0 < len(reviews) <= MAX_BATCH:
+        return 1
+    smallest = batch_limit()
+    if len(reviews) > smallest.amount:
+        g.batch_over_limit = smallest
+        return 1
+    return len(reviews)

@@ -1,0 +1,122 @@
+"""The JSON API's request and response bodies, as pydantic models.
+
+One definition serves three purposes: validating what clients send, shaping
+what the API answers, and (through ``model_json_schema``) describing both.
+Every refusal becomes one readable sentence naming the field, in the one
+error shape ``{"error": "..."}`` (see :func:`describe`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from sentiment.web.body import MAX_BATCH
+from sentiment.web.forms import MAX_REVIEW, MIN_REVIEW
+
+
+def _review_text(value: str) -> str:
+    """A review as the model reads it: valid Unicode, stripped, of a sensible length."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800" from a JSON escape
+        raise PydanticCustomError("unicode", "is not valid Unicode text") from None
+    text = value.strip()
+    if not MIN_REVIEW <= len(text) <= MAX_REVIEW:
+        raise PydanticCustomError(
+            "review_length",
+            f"must be {MIN_REVIEW} to {MAX_REVIEW:,} characters long (got {len(text):,})")
+    return text
+
+
+ReviewText = Annotated[str, AfterValidator(_review_text),
+                       Field(description=f"{MIN_REVIEW} to {MAX_REVIEW:,} characters, at least "
+                                         "one of them a letter or a digit")]
+
+
+class Strict(BaseModel):
+    """Types as JSON has them: no "1" for 1, no 1 for true."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+class PredictOne(Strict):
+    """Predict one review."""
+
+    review: ReviewText
+
+
+class PredictBatch(Strict):
+    """Predict a batch of reviews; the answers come in the same order."""
+
+    reviews: list[ReviewText] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class FeedbackRequest(Strict):
+    """A verdict on a prediction: was its label correct?"""
+
+    prediction_id: int = Field(gt=0, description="as returned by /api/predict")
+    correct: bool
+
+
+class PredictionOut(BaseModel):
+    label: Literal["negative", "positive"]
+    probability: float = Field(ge=0.5, le=1.0, description="of the label given")
+    prediction_id: int = Field(description="what /api/feedback takes")
+    model_version: str = Field(description="the version that answered, plus the last verdict "
+                                           "it had learned")
+
+
+class BatchOut(BaseModel):
+    results: list[PredictionOut]
+
+
+class FeedbackOut(BaseModel):
+    feedback_id: int
+    prediction_id: int
+    correct: bool
+    label: Literal["negative", "positive"] = Field(description="the label learned")
+    model_version: str = Field(description="the live model's version once it learned this")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+    model_digest: str = Field(description="sha256 of the exact model state")
+    version: str
+    applied_feedback_id: int
+    unsaved_verdicts: int
+    base: str
+    preset: str | None
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+# What a missing value or one of the wrong type is told, per field.
+FIELD_MESSAGES = {
+    "review": "review must be a string",
+    "reviews": '"reviews" must be a non-empty list of strings',
+    "prediction_id": '"prediction_id" must be a positive integer',
+    "correct": '"correct" must be true or false',
+}
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem pydantic found, as one sentence naming the field."""
+    error = exc.errors()[0]
+    loc = error["loc"]
+    field = str(loc[0]) if loc else ""
+    where = field + "".join(f"[{part}]" for part in loc[1:])
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    if kind in ("unicode", "review_length"):
+        return f"{where} {error['msg']}"
+    if kind == "too_long" and field == "reviews":
+        return f'"reviews" holds {ctx["actual_length"]:,} reviews; at most {MAX_BATCH:,}'
+    if len(loc) > 1 and kind == "string_type":
+        return f"{where} must be a string"
+    return FIELD_MESSAGES.get(field, f"{where}: {error['msg']}")
