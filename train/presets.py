@@ -152,31 +152,15 @@ DEFAULT = Preset(
     nb_smoothing=1.0,
     # Kept columns: scale = |NB ratio| + 0.1. Spare columns (n-grams rare or
     # new in training): 0 while training, 1.5 outside the row norm once
-    # served, so feedback can teach new words (tests/test_guard.py: 50
-    # corrections teach one; at 0.2 or 0.5 they did not, nor at 1.0 once
-    # training used dropout, whose weights are larger). 5-fold cross-validation on
-    # the train split, 786k-800k buckets kept, before dropout: floor 0.1
-    # 0.9064; floor 0.3 0.9048 (before html stripping); spare columns scaled
-    # 0.2 in training 0.9062, 1.0 0.9032; 4, 7, 10 passes 0.9059, 0.9060,
-    # 0.9057; NB smoothing 0.5, 2.0 0.9039, 0.9058. With dropout (two seeds):
-    # floor 0.05, 0.2 0.9074, 0.9074 (0.1: 0.9076); smoothing 0.5 0.9054;
-    # 600k, 1M buckets kept 0.9067, 0.9072. The previous default (plain 2**20
-    # hashing, no punctuation tokens, floor 0.5): 0.9005.
+    # served, so that feedback can teach new words (tests/test_guard.py).
+    # Chosen on 5 folds of the train split: docs/measurements.md, "Preset
+    # choices".
     weight_floor=0.1,
     kept_share=0.75,
     spare_scale=1.5,
-    # Each pass drops 60% of each review's n-grams at random. Same folds, three
-    # seeds each: none 0.9064/0.9064/0.9059 (5 passes; 10: 0.9057); 0.6 with
-    # 7 passes 0.9080/0.9074/0.9082, with 8 0.9079/0.9079/0.9082; 0.5 with 8
-    # 0.9079/0.9076/0.9084, with 10 0.9079/0.9079/0.9084; 0.3-0.7 with 10
-    # 0.9076-0.9082 (one seed); 0.6 with 5 0.9070/0.9071. Without the row
-    # re-normalised, 0.5 with 10 passes: 0.9055.
+    # Each pass drops 60% of each review's n-grams at random (same section).
     dropout=0.6,
-    # Two runs of 5 passes, averaged. With n-grams hashed from their tokens,
-    # same folds, three seeds, the SGD's own random_state fixed as here: one
-    # run of 7, 10, 14 passes 0.9066, 0.9073, 0.9075; two runs averaged of
-    # 5, 7 passes 0.9081, 0.9084; three of 4, 5 0.9081, 0.9084; four of 3
-    # 0.9082. (Strings hashed, one run of 7: 0.9061.)
+    # Two runs of 5 passes, averaged (same section).
     sgd_runs=2,
 )
 

@@ -32,15 +32,12 @@ from sentiment.text.vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 # One thread of a process at a time vectorises, scores, explains or learns
 # reviews. numpy lets go of the GIL around each operation on more than 500
 # elements, and a review has some 600 features: with several request threads,
-# each of the dozens of numpy calls that vectorise one handed the GIL to another
-# thread and then waited to get it back. Four threads spent twice the CPU time
-# of one per prediction that way (1.63 ms against 0.61-0.81 ms, in-process).
-# Threads that queue on this lock wait asleep instead. It is held for one call
-# at a time: about 6 ms for a chunk of 8 reviews (SentimentModel.transform),
-# 15 ms to decode and 12 ms to learn the largest group of verdicts learned
-# together (256, only when replaying many). The guard's scoring of the holdout
-# does not take it: a few large operations, in the background. Never taken
-# while holding a model's ``_weights`` lock.
+# each numpy call handed the GIL to another thread and waited to get it back,
+# which cost several times the CPU of one thread (docs/measurements.md,
+# "The numeric lock"). Threads that queue on this lock wait asleep instead. It
+# is held for one call at a time. The guard's scoring of the holdout does not
+# take it: a few large operations, in the background. Never taken while
+# holding a model's ``_weights`` lock.
 NUMERIC = threading.Lock()
 
 
