@@ -31,8 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.reviews import make_review
 from bench.serving import ROOT, Client, Server
-from tests.fakes import make_review
 
 
 class Tally:

@@ -126,6 +126,10 @@ class Server:
     rate_limits: bool = False
     health_path: ClassVar[str] = "/api/health"  # answers 200 once the app serves
     label: ClassVar[str] = "app.py"
+    # Printed once every worker has built its app and listens. Until then the
+    # kernel hands new connections to the workers already listening, and the
+    # load generator's keep-alive connections would all stay on the first.
+    ready_line: ClassVar[str | None] = "Serving on"
 
     def command(self) -> list[str]:
         """The command line that serves the app on ``self.port``."""
@@ -150,6 +154,7 @@ class Server:
         # The log goes to a file: a pipe nobody reads would fill up and block
         # the app.
         log_path = self.instance / "app.log"
+        earlier = log_path.stat().st_size if log_path.exists() else 0  # earlier starts' lines
         with open(log_path, "ab") as log:
             # A session of its own, so that a crash can be staged by killing the
             # server's whole process group (see bench.crash).
@@ -163,10 +168,13 @@ class Server:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", self.health_path)
-                if conn.getresponse().status == 200:
+                if conn.getresponse().status == 200 and (
+                        self.ready_line is None
+                        or self.ready_line in log_path.read_text()[earlier:]):
                     return time.perf_counter() - started
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         raise RuntimeError(f"{self.label} did not answer in time")
 
     def processes(self) -> list[psutil.Process]:
@@ -210,6 +218,7 @@ class TutorialServer(Server):
     model: Path = field(kw_only=True)
     threads: int = TUTORIAL_THREADS
     health_path: ClassVar[str] = "/"  # it has no health page: the form answers once it serves
+    ready_line: ClassVar[str | None] = None  # one process: serving once it answers
     label: ClassVar[str] = "the tutorial's app"
 
     def command(self) -> list[str]:

@@ -11,30 +11,9 @@ import csv
 import random
 from pathlib import Path
 
-POSITIVE = ["wonderful", "brilliant", "moving", "superb", "delightful", "masterpiece",
-            "love", "loved", "enjoyed", "charming", "gripping", "beautiful", "excellent", "great"]
-NEGATIVE = ["awful", "boring", "terrible", "dull", "waste", "horrible", "worst",
-            "stupid", "tedious", "mess", "bad", "poor", "hated"]
-NEUTRAL = ["the", "film", "movie", "plot", "actors", "director", "story", "scene",
-           "music", "camera", "ending", "script", "cast", "was", "and", "with", "this"]
+from bench.reviews import NEGATIVE, NEUTRAL, POSITIVE, make_review, make_reviews
 
-
-def make_review(rng: random.Random, label: int, sentences: int = 4) -> str:
-    words = POSITIVE if label else NEGATIVE
-    out = []
-    for _ in range(sentences):
-        sentence = rng.sample(NEUTRAL, 5) + rng.sample(words, 2)
-        rng.shuffle(sentence)
-        out.append(" ".join(sentence).capitalize() + ".")
-    text = " ".join(out)
-    if rng.random() < 0.3:
-        text += " <br /><br />" + (":)" if label else ":(")
-    return text
-
-
-def make_reviews(n: int, seed: int = 0) -> list[tuple[str, int]]:
-    rng = random.Random(seed)
-    return [(make_review(rng, i % 2), i % 2) for i in range(n)]
+__all__ = ["NEGATIVE", "NEUTRAL", "POSITIVE", "make_review", "make_reviews", "write_csv"]
 
 
 def write_csv(path: Path, n_train: int = 800, n_test: int = 200, seed: int = 0) -> Path:
@@ -48,3 +27,8 @@ def write_csv(path: Path, n_train: int = 800, n_test: int = 200, seed: int = 0) 
         for i, (text, label, split) in enumerate(rows):
             writer.writerow([text, label, split, f"{split}/{i}"])
     return path
+
+# The smallest valid PNG: one transparent pixel.
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
