@@ -66,6 +66,9 @@ class Settings(BaseSettings):
 
     # -- where things are
     model_dir: NonEmptyPath = Field(PKL_DIR, description="the base model")
+    explore_dir: NonEmptyPath = Field(PKL_DIR.parent / "reports" / "explore",
+                                      description="the data exploration report shown on "
+                                                  "/explore/")
     instance_path: Path | None = Field(
         None, validation_alias=AliasChoices("INSTANCE_PATH", "instance_path"),
         description="runtime state: the feedback log, model versions, the generated secret key "

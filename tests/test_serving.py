@@ -150,7 +150,8 @@ def test_workers_share_the_port_survive_a_kill_and_checkpoint_on_sigterm(
     # Every acknowledged verdict is in the final checkpoint, exactly once.
     db = instance / "reviews.sqlite"
     base = SentimentModel.load(tiny_model_dir)
-    info, state = VersionStore(instance / "models", base.base_id, base.state()).load_current()
+    info, state = VersionStore(instance / "models", base.base_id, base.state(),
+                               base.state_from_bytes).load_current()
     expected = reference_state(tiny_model_dir, db)
     assert info.last_feedback_id == acked
     assert state.equals(expected)

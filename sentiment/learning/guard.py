@@ -8,42 +8,26 @@ batch of verdicts that costs more than the margin is quarantined (see
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from sentiment import memory
 from sentiment.files import atomic_write
-from sentiment.models.linear import SentimentModel
-from sentiment.text.feature_files import read_features, write_features
+from sentiment.models.protocol import Features, ServedModel
 
 log = logging.getLogger(__name__)
 
-Features = tuple[sp.csr_matrix, np.ndarray]
+Labelled = tuple[Features, np.ndarray]
 
 
 def load_holdout(path: Path) -> tuple[list[str], np.ndarray]:
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         frame = pd.read_csv(fh, dtype={"review": str})
     return frame["review"].tolist(), frame["sentiment"].to_numpy()
-
-
-def read_holdout_cache(path: Path) -> tuple[sp.csr_matrix, np.ndarray]:
-    """The vectorised holdout saved by :meth:`Holdout.features`; ValueError if damaged."""
-    try:
-        with open(path, "rb") as fh:
-            X, y, _ = read_features(fh)
-        X.check_format(full_check=True)
-    except (EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    if X.shape[0] != len(y):
-        raise ValueError(f"{path}: {X.shape[0]} rows but {len(y)} labels")
-    return X, y
 
 
 class Holdout:
@@ -66,18 +50,18 @@ class Holdout:
     def cached(self) -> bool:
         return self.cache.is_file()
 
-    def features(self, model: SentimentModel, pause: float = 0.0) -> Features | None:
+    def features(self, model: ServedModel, pause: float = 0.0) -> Labelled | None:
         """The holdout as ``model`` vectorises it (None: no holdout shipped).
 
         ``pause``: seconds between chunks when vectorising (see
-        :meth:`SentimentModel.transform`), so that a background preparation
+        :meth:`ServedModel.transform`), so that a background preparation
         leaves the request threads the GIL.
         """
         if self.path is None:
             return None
         with self._lock:
             try:
-                return read_holdout_cache(self.cache)
+                return model.features_from_bytes(self.cache.read_bytes())
             except FileNotFoundError:
                 pass
             except ValueError:
@@ -85,12 +69,10 @@ class Holdout:
             texts, y = load_holdout(self.path)
             X = model.transform(texts, pause=pause)
             del texts
-            buf = io.BytesIO()
-            write_features(buf, X, y)
-            atomic_write(self.cache, buf.getvalue())
+            atomic_write(self.cache, model.features_to_bytes(X, y))
             return X, y
 
-    def prepare_in_background(self, model: SentimentModel) -> None:
+    def prepare_in_background(self, model: ServedModel) -> None:
         """Vectorise the holdout in a thread, unless done or under way.
 
         The first checkpoint needs it (~1 s of CPU); doing it at start would
@@ -104,7 +86,7 @@ class Holdout:
                                         daemon=True)
         self._thread.start()
 
-    def _prepare(self, model: SentimentModel) -> None:
+    def _prepare(self, model: ServedModel) -> None:
         try:
             self.features(model, pause=0.002)
         except Exception:  # the checkpoint will try again and report it

@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from sentiment import memory as heap
 from sentiment.learning.guard import Holdout
 from sentiment.learning.timer import PeriodicThread
 from sentiment.learning.versions import BASE, VersionInfo, VersionStore
-from sentiment.models.linear import SentimentModel
-from sentiment.models.state import ModelState, Prediction
+from sentiment.models.protocol import Features, ServedModel, State
+from sentiment.models.state import Prediction
 from sentiment.storage.log import FeedbackLog, Verdict
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class GuardResult:
     threshold: float | None
 
 
-def _learn(model: SentimentModel, verdicts: list[Verdict],
+def _learn(model: ServedModel, verdicts: list[Verdict],
            chunk: int = 256) -> Iterator[list[Verdict]]:
     """Teach ``model`` the verdicts in id order, yielding each group once it is learned.
 
@@ -79,7 +78,7 @@ def _learn(model: SentimentModel, verdicts: list[Verdict],
 class Learner:
     def __init__(
         self,
-        base: SentimentModel,
+        base: ServedModel,
         feedback: FeedbackLog,
         models_dir: Path,
         holdout_path: Path | None = None,
@@ -89,7 +88,8 @@ class Learner:
         self.feedback = feedback
         self.config = config or LearnerConfig()
         # The base never learns (self.model is its clone): no need to copy its state.
-        self.store = VersionStore(models_dir, base.base_id, base.state(snapshot=False))
+        self.store = VersionStore(models_dir, base.base_id, base.state(snapshot=False),
+                                  base.state_from_bytes)
         self.holdout = Holdout(holdout_path, self.store.folder / f"holdout-{base.base_id}.npy")
         self._base_accuracy: float | None = None
         self._lock = threading.RLock()
@@ -166,7 +166,7 @@ class Learner:
 
     # -- the two things the app does -------------------------------------
     def predict(self, reviews: list[str], client: str | None = None,
-                features: sp.csr_matrix | None = None) -> list[tuple[int, Prediction, str]]:
+                features: Features | None = None) -> list[tuple[int, Prediction, str]]:
         """Predict and record each prediction; returns (prediction id, prediction, version).
 
         ``features``: the reviews already vectorised by the caller (features do
@@ -217,8 +217,8 @@ class Learner:
         if self.config.guard:
             self.holdout.prepare_in_background(self.model)
 
-    def holdout_accuracy(self, state: ModelState | None = None,
-                         holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+    def holdout_accuracy(self, state: State | None = None,
+                         holdout: tuple[Features, np.ndarray] | None = None
                          ) -> float | None:
         """Accuracy of the live model (or of ``state``) on ``holdout`` (default: read it)."""
         data = holdout or self.holdout.features(self.model)
@@ -229,7 +229,7 @@ class Learner:
         with self._lock:  # the live model learns in place, under this lock
             return self.model.accuracy(*data)
 
-    def base_accuracy(self, holdout: tuple[sp.csr_matrix, np.ndarray] | None = None
+    def base_accuracy(self, holdout: tuple[Features, np.ndarray] | None = None
                       ) -> float | None:
         if self._base_accuracy is None:
             self._base_accuracy = self.holdout_accuracy(self.store.base_state, holdout)
@@ -272,7 +272,7 @@ class Learner:
         return result
 
     def _checkpoint(self, force: bool, if_due: bool,
-                    holdout: tuple[sp.csr_matrix, np.ndarray] | None) -> GuardResult | None:
+                    holdout: tuple[Features, np.ndarray] | None) -> GuardResult | None:
         """Snapshot the live model, score it, then publish it or quarantine what hurt it.
 
         Only the snapshot is taken under the learner's lock, and only a
@@ -357,7 +357,7 @@ class Learner:
             self._reload()
         return n
 
-    def rebuild(self, upto_id: int | None = None) -> SentimentModel:
+    def rebuild(self, upto_id: int | None = None) -> ServedModel:
         """The base model plus the accepted log (up to ``upto_id``), replayed from scratch.
 
         Up to a version's last id on the current chain, that is the version:

@@ -1,6 +1,7 @@
 """Model versions on disk: the base model plus the feedback it has absorbed.
 
-A version is ``NAME.npz`` (the :class:`~model.ModelState`) and ``NAME.json``
+A version is ``NAME.npz`` (the model's state, see
+:class:`sentiment.models.protocol.State`) and ``NAME.json``
 (parent, range of feedback ids it contains, holdout accuracy, sha256 of the
 npz, base model id, time). ``CURRENT`` names the version in force and is
 switched by an atomic rename. A version whose checksum, base model or JSON
@@ -14,13 +15,14 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sentiment.files import atomic_write, sha256_bytes
 from sentiment.locks import HostLock
-from sentiment.models.state import ModelState
+from sentiment.models.protocol import State
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,16 @@ class VersionInfo:
 
 
 class VersionStore:
-    def __init__(self, folder: Path, base_id: str, base_state: ModelState,
+    def __init__(self, folder: Path, base_id: str, base_state: State,
+                 decode: Callable[[bytes], State],
                  base_accuracy: float | None = None) -> None:
+        """``decode``: bytes of a saved state -> the state (ValueError if it does not
+        fit the base model)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.base_id = base_id
         self.base_state = base_state
+        self._decode = decode
         self.base_info = VersionInfo(BASE, None, None, 0, base_accuracy, None, base_id, "")
         # Held by whoever publishes a version or moves CURRENT (a checkpoint, a
         # rollback), in any process: one at a time, without blocking the log.
@@ -88,7 +94,7 @@ class VersionStore:
             raise CorruptVersion(f"{name}: made from another base model ({info.base_id})")
         return info
 
-    def load(self, name: str) -> tuple[VersionInfo, ModelState]:
+    def load(self, name: str) -> tuple[VersionInfo, State]:
         info = self.info(name)
         if name == BASE:
             return info, self.base_state
@@ -99,14 +105,13 @@ class VersionStore:
         if sha256_bytes(data) != info.sha256:
             raise CorruptVersion(f"{name}: state file does not match its sha256")
         try:
-            state = ModelState.from_bytes(data)
-        except (OSError, ValueError, KeyError) as exc:
-            raise CorruptVersion(f"{name}: state file unreadable ({exc})") from exc
-        if state.coef.shape != self.base_state.coef.shape:
-            raise CorruptVersion(f"{name}: state does not fit the base model")
+            state = self._decode(data)
+        except ValueError as exc:
+            raise CorruptVersion(f"{name}: state file unreadable or not for this model "
+                                 f"({exc})") from exc
         return info, state
 
-    def load_current(self) -> tuple[VersionInfo, ModelState]:
+    def load_current(self) -> tuple[VersionInfo, State]:
         """The current version, or its nearest valid ancestor (ultimately the base)."""
         name: str | None = self.current_name()
         while name is not None and name != BASE:
@@ -139,7 +144,7 @@ class VersionStore:
             node = self._parent_of(node)
         return out
 
-    def write(self, state: ModelState, parent: str, first_id: int | None, last_id: int,
+    def write(self, state: State, parent: str, first_id: int | None, last_id: int,
               holdout_accuracy: float | None, reason: str = "checkpoint") -> VersionInfo:
         """Persist a new version (state first, manifest last) and make it current."""
         existing = self.names()
@@ -160,7 +165,7 @@ class VersionStore:
     def has_state(self, name: str) -> bool:
         return name == BASE or self._path(name, ".npz").exists()
 
-    def restore(self, name: str, state: ModelState) -> None:
+    def restore(self, name: str, state: State) -> None:
         """Write back the state file of a pruned version, if ``state`` is exactly it."""
         info = self.info(name)
         data = state.to_bytes()

@@ -11,6 +11,7 @@ model plus a :class:`ModelState`, written atomically with its checksum.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import pickle
 import threading
@@ -27,6 +28,7 @@ from sklearn.linear_model import SGDClassifier
 
 from sentiment.files import sha256_bytes
 from sentiment.models.state import CLASSES, LABELS, ModelState, Prediction
+from sentiment.text.feature_files import read_features, write_features
 from sentiment.text.vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 
 # One thread of a process at a time vectorises, scores, explains or learns
@@ -39,7 +41,6 @@ from sentiment.text.vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 # take it: a few large operations, in the background. Never taken while
 # holding a model's ``_weights`` lock.
 NUMERIC = threading.Lock()
-
 
 
 class SentimentModel:
@@ -83,7 +84,30 @@ class SentimentModel:
         """Identifies the base model, so state saved on another base is never loaded."""
         return cast(str, self.manifest["files"]["classifier.pkl"][:16])
 
-    # -- prediction -------------------------------------------------------
+    # -- features ---------------------------------------------------------
+    def tokenize(self, text: str) -> list[str]:
+        """The review's tokens: what :meth:`transform_tokens` takes (the results page
+        tokenizes once, for the prediction and its explanation)."""
+        return self.vectorizer.tokenize(text)
+
+    def feature_counts(self, X: sp.csr_matrix) -> list[int]:
+        return [int(n) for n in np.diff(X.indptr)]
+
+    def features_to_bytes(self, X: sp.csr_matrix, y: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        write_features(buf, X, y)
+        return buf.getvalue()
+
+    def features_from_bytes(self, data: bytes) -> tuple[sp.csr_matrix, np.ndarray]:
+        try:
+            X, y, _ = read_features(io.BytesIO(data))
+            X.check_format(full_check=True)
+        except (EOFError, ValueError) as exc:
+            raise ValueError(str(exc)) from exc
+        if X.shape[0] != len(y):
+            raise ValueError(f"{X.shape[0]} rows but {len(y)} labels")
+        return X, y
+
     def transform(self, texts: Sequence[str], chunk: int = 8,
                   pause: float = 0.0) -> sp.csr_matrix:
         """Features of ``texts``, vectorised ``chunk`` reviews at a time.
@@ -280,6 +304,18 @@ class SentimentModel:
             return ModelState(clf.coef_, clf.intercept_, float(clf.t_))
         with self._weights:
             return ModelState(clf.coef_.copy(), clf.intercept_.copy(), float(clf.t_))
+
+    def state_from_bytes(self, data: bytes) -> ModelState:
+        try:
+            state = ModelState.from_bytes(data)
+        except (OSError, KeyError) as exc:
+            raise ValueError(str(exc)) from exc
+        if state.coef.shape != self._clf.coef_.shape:
+            raise ValueError("the state does not fit the base model")
+        return state
+
+    def close(self) -> None:
+        """Nothing to release: the model is numpy arrays."""
 
     def set_state(self, state: ModelState) -> None:
         if state.coef.shape != self._clf.coef_.shape or state.coef.dtype != self._clf.coef_.dtype:

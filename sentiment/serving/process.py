@@ -31,6 +31,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def pin_to_one_cpu(turn: int) -> None:
+    """Run this process on one of the CPUs it may use, the ``turn``-th (modulo their count)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[turn % len(cpus)]})
+
+
 def prepare_process() -> None:
     """Once per server, before any thread starts and before forking (workers inherit it).
 

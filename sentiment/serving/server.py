@@ -36,8 +36,14 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
-from sentiment.models.linear import SentimentModel
-from sentiment.serving.process import prepare_process, start_serving, stop_serving
+from sentiment.models import load_model, shares_across_fork
+from sentiment.models.protocol import ServedModel
+from sentiment.serving.process import (
+    pin_to_one_cpu,
+    prepare_process,
+    start_serving,
+    stop_serving,
+)
 from sentiment.settings import Settings
 from sentiment.web.factory import StartupError, create_app
 
@@ -57,9 +63,16 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hin
         self.settings = settings
         self.workers = workers
         self.threads = threads
-        self.base_model = SentimentModel.load(settings.model_dir)
+        self.base_model = self._preload()
         self._ready = _ReadyCount(workers, announce)
         super().__init__()
+
+    def _preload(self) -> ServedModel | None:
+        """The base model, loaded once for every worker when it can cross a fork."""
+        model_dir = self.settings.model_dir
+        if shares_across_fork(model_dir):
+            return load_model(model_dir)
+        return None
 
     def load_config(self) -> None:
         options: dict[str, Any] = {
@@ -78,6 +91,7 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hin
             # gunicorn's control socket (one path per user) would be shared by
             # every server of that user; nothing here uses it.
             "control_socket_disable": True,
+            "post_fork": self._pin_worker,
             "post_worker_init": self._worker_ready,
             "worker_exit": _worker_exit,
         }
@@ -97,10 +111,20 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hin
     def reload(self) -> None:
         """HUP: serve the base model as it now is on disk (a retrained one, say)."""
         try:
-            self.base_model = SentimentModel.load(self.settings.model_dir)
+            self.base_model = self._preload()
         except Exception:  # keep serving the model that works
             log.exception("HUP: cannot load the model; the workers keep the current one")
         super().reload()
+
+    def _pin_worker(self, arbiter: Any, worker: Any) -> None:
+        """A deep model's worker runs on one CPU of its own (one in turn per worker).
+
+        A Keras step on JAX gives other bits on one thread than on two, and the
+        log must replay to the same model in every process
+        (docs/deep-backend-study.md). The linear model needs no pinning.
+        """
+        if self.base_model is None:
+            pin_to_one_cpu(worker.age)
 
     def _worker_ready(self, worker: Any) -> None:
         self._ready.one_more()

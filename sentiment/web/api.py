@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify
 from pydantic import BaseModel, ValidationError
 
@@ -68,7 +67,8 @@ def make_blueprint(limits: Limits) -> Blueprint:
         reviews = [_validated(PredictOne).review] if one else _validated(PredictBatch).reviews
         learner = _learner()
         X = learner.model.transform(reviews)
-        wordless = [i for i, (text, n) in enumerate(zip(reviews, np.diff(X.indptr), strict=True))
+        counts = learner.model.feature_counts(X)
+        wordless = [i for i, (text, n) in enumerate(zip(reviews, counts, strict=True))
                     if n == 0 or not has_words(text)]
         if wordless:
             raise BodyError(f"{'review' if one else f'reviews[{wordless[0]}]'} {WORDLESS}")

@@ -23,10 +23,11 @@ from flask_wtf.csrf import CSRFProtect
 
 from sentiment.cli import feedback_cli, model_cli
 from sentiment.learning.learner import Learner, LearnerConfig
-from sentiment.models.linear import SentimentModel
+from sentiment.models import load_model
+from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
 from sentiment.storage import open_log
-from sentiment.web import api, errors, pages
+from sentiment.web import api, errors, explore, pages
 from sentiment.web.forms import refuse_unreadable_forms
 from sentiment.web.limits import install_limits
 
@@ -46,7 +47,7 @@ class StartupError(click.ClickException):
 
 
 def create_app(config: Mapping[str, Any] | None = None, *,
-               base_model: SentimentModel | None = None) -> Flask:
+               base_model: ServedModel | None = None) -> Flask:
     """Build the app; ``config`` overrides the settings (and may set any Flask config key).
 
     Keys naming a :class:`~sentiment.settings.Settings` field (any case) override
@@ -76,7 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
 
 
 def _build(settings: Settings, flask_config: dict[str, Any],
-           base_model: SentimentModel | None) -> Flask:
+           base_model: ServedModel | None) -> Flask:
     instance = Path(settings.instance_path or ROOT / "instance")
     app = Flask(__name__, instance_path=str(instance.absolute()),
                 template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
@@ -95,6 +96,7 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     csrf = CSRFProtect(app)
     limits = install_limits(app, settings)
     app.register_blueprint(pages.make_blueprint(limits))
+    app.register_blueprint(explore.make_blueprint())
     app.register_blueprint(csrf.exempt(api.make_blueprint(limits)))  # JSON: no cookies, no forms
     app.cli.add_command(model_cli)
     app.cli.add_command(feedback_cli)
@@ -103,7 +105,7 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     feedback = open_log(Path(settings.database or instance / "reviews.sqlite"),
                            durable=settings.durable_commits)
     app.extensions["learner"] = Learner(
-        base_model or SentimentModel.load(model_dir),
+        base_model or load_model(model_dir),
         feedback,
         Path(settings.models_dir or instance / "models"),
         holdout_path=model_dir / "holdout.csv.gz",

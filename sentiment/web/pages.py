@@ -36,7 +36,7 @@ def make_blueprint(limits: Limits) -> Blueprint:
         review = form.review.data
         learner: Learner = current_app.extensions["learner"]
         # Tokenized once, for the prediction and its explanation.
-        tokens = learner.model.vectorizer.tokenize(review)
+        tokens = learner.model.tokenize(review)
         if not tokens or not has_words(review):
             form.review.errors.append(f"Your review {WORDLESS}")
             return render_template("index.html", form=form), 400
