@@ -95,14 +95,25 @@ def feedback_release(ids: tuple[int, ...]) -> None:
     click.echo(f"released {len(new_ids)} verdicts as {', '.join(map(str, new_ids))}")
 
 
+# What a spreadsheet reads as the start of a formula (=HYPERLINK(...), +cmd|...):
+# OWASP's list for CSV injection.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a cell a spreadsheet shows as text: a leading quote before a formula start."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 @feedback_cli.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
 @click.option("--output", type=click.File("w"), default="-", help="file (default: stdout)")
 def feedback_export(fmt: str, output: IO[str]) -> None:
-    """Export every verdict with its review as CSV."""
+    """Export every verdict with its review as CSV (reviews that would start a spreadsheet
+    formula get a leading quote)."""
     writer = csv.writer(output)
     writer.writerow(["id", "prediction_id", "correct", "label", "status", "reason",
                      "released_from", "created", "review"])
     for v in learner().feedback.verdicts():
         writer.writerow([v.id, v.prediction_id, int(v.correct), v.label, v.status, v.reason or "",
-                         v.released_from or "", v.created, v.review])
+                         v.released_from or "", v.created, spreadsheet_safe(v.review)])

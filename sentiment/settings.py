@@ -81,6 +81,8 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("SECRET_KEY", "secret_key"),
         description="signs sessions and CSRF tokens (default: generated once into the instance "
                     "folder)")
+    secure_cookies: bool = Field(False, description="send cookies over https only (set it "
+                                                     "when served over https)")
     # -- learning
     durable_commits: bool = Field(True, description="fsync every verdict before answering")
     checkpoint_every: int = Field(200, ge=1, description="publish a version after this many "

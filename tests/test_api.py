@@ -119,7 +119,14 @@ BAD_PREDICT: dict[str, tuple[str | bytes, str]] = {
     "empty body": ("", "not valid JSON"),
     "invalid utf-8": (b'{"review": "\xff\xfe wonderful brilliant film"}', "not valid JSON"),
     "deeply nested": ("[" * 100_000 + "]" * 100_000, "too many JSON values"),  # was a 500
-    "nested, small": ("[" * 20_000 + "]" * 20_000, "not valid JSON"),  # too deep to parse
+    "nested, small": ("[" * 20_000 + "]" * 20_000, "nests arrays or objects too deeply"),
+    "an unknown field": (json.dumps({"review": POSITIVE_REVIEW, "bogus": 1}),  # was 200
+                         'unknown field "bogus"'),
+    "a key twice": ('{"review": "' + POSITIVE_REVIEW + '", "review": "' + POSITIVE_REVIEW
+                    + '"}', 'the key "review" more than once'),  # the last one won
+    "NaN": ('{"review": "' + POSITIVE_REVIEW + '", "x": NaN}', "NaN, which is not a JSON"),
+    "Infinity": ('{"reviews": [-Infinity]}', "-Infinity, which is not a JSON number"),
+    "a number too large for a float": ('{"review": 1e999999}', "a number too large to read"),
     "number of 5,000 digits": ('{"review": "a wonderful brilliant film", "n": 1' + "0" * 4999
                                + "}", "a number of 5,000 digits, too long to read"),  # valid JSON
     "array": ('["a wonderful brilliant film"]', "must be a JSON object, not array"),
@@ -167,15 +174,23 @@ def test_predict_rejects_bad_requests(app: Flask, client, case: str) -> None:
 def test_a_form_type_body_that_is_not_utf8_gets_the_json_message(app: Flask, client) -> None:
     response = client.post("/api/predict", data=b"review=\xff\xfe wonderful brilliant film",
                            content_type="application/x-www-form-urlencoded")
-    assert_error(response, 400, "not valid JSON")  # not the HTML form's message
+    assert_error(response, 415, "must be JSON")  # not the HTML form's message
     assert counts(app) == (0, 0)
 
 
-def test_predict_needs_no_content_type(client) -> None:
-    response = client.post("/api/predict", data=json.dumps({"review": POSITIVE_REVIEW}),
-                           content_type="text/plain")
-    assert response.status_code == 200
-    assert response.get_json()["label"] == "positive"
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", None])
+def test_the_api_reads_only_json_bodies(app: Flask, client, content_type: str | None) -> None:
+    """What a cross-site form can send without a preflight is refused (was: 200 and 201)."""
+    body = json.dumps({"review": POSITIVE_REVIEW})
+    response = client.post("/api/predict", data=body, content_type=content_type)
+    assert_error(response, 415, 'sent with "Content-Type: application/json"')
+    pid = predict(client, POSITIVE_REVIEW)["prediction_id"]
+    response = client.post("/api/feedback", data=json.dumps({"prediction_id": pid,
+                                                               "correct": False}),
+                           content_type=content_type)
+    assert_error(response, 415, "must be JSON")
+    assert counts(app) == (1, 0)
 
 
 # -- /api/feedback ---------------------------------------------------------------------------
@@ -239,6 +254,10 @@ BAD_FEEDBACK: dict[str, tuple[str, int, str]] = {
     "int correct": ('{"prediction_id": 1, "correct": 1}', 400, "true or false"),
     "null correct": ('{"prediction_id": 1, "correct": null}', 400, "true or false"),
     "unknown id": ('{"prediction_id": 999, "correct": true}', 404, "no prediction with id 999"),
+    "an added label": ('{"prediction_id": 1, "correct": false, "label": 1}', 400,  # was 201
+                       'unknown field "label"'),
+    "a key twice": ('{"prediction_id": 1, "correct": true, "correct": false}', 400,
+                    'the key "correct" more than once'),
     "huge id": ('{"prediction_id": 1' + "0" * 30 + ', "correct": true}', 404,  # was a 500
                 "no prediction with id"),
     "id of 5,000 digits": ('{"prediction_id": -' + "9" * 5000 + ', "correct": true}', 400,
@@ -360,18 +379,20 @@ def test_each_review_of_a_batch_counts_against_the_prediction_limit(make_app) ->
     review = "A wonderful, brilliant and moving film."
     assert client.post("/api/predict", json={"reviews": [review] * 3}).status_code == 200
     # A batch over the smallest limit could never pass: a 400 saying what
-    # would, charged as one request rather than as its six reviews.
+    # would, which costs nothing (only what is served counts).
     too_big = client.post("/api/predict", json={"reviews": [review] * 6})
     assert_error(too_big, 400, "more than the rate limit allows at once (5 per 1 minute")
     assert "send at most 5 per request" in too_big.json["error"]
     both = client.post("/api/predict", json={"review": review, "reviews": [review] * 9})
-    assert_error(both, 400, "exactly one of")  # refused, so it costs one, not nine
-    # 3 + 1 + 1 used: nothing left, not even for a request the API would refuse.
+    assert_error(both, 400, "exactly one of")  # refused, so it costs nothing, not nine
+    # 3 used, the refusals free: 2 left, then nothing, not even for a request the
+    # API would refuse.
+    assert client.post("/api/predict", json={"reviews": [review] * 2}).status_code == 200
     assert client.post("/api/predict", json={"reviews": [review]}).status_code == 429
     refused = client.post("/api/predict", json={"reviews": "not a list"})
     assert refused.status_code == 429
     assert "each review of a batch counting one" in refused.json["error"]
-    assert counts(app) == (3, 0)
+    assert counts(app) == (5, 0)
 
 
 def test_apps_share_a_preloaded_base_model_and_never_train_it(

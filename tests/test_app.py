@@ -275,9 +275,9 @@ def test_label_and_probability_shown(app: Flask, client, review: str, label: str
     assert stored_label == (label == "positive")
     assert 0.5 <= probability < 1.0
     assert_shown_probability(text_of(html, "probability"), probability)
-    width = re.search(r'class="meter"[^>]*><span style="width: ([\d.]+)%"', html).group(1)
+    shown = re.search(r'<meter class="meter" min="0" max="1" value="([\d.]+)"', html).group(1)
     p_positive = probability if label == "positive" else 1 - probability
-    assert float(width) == round(p_positive * 100, 1)
+    assert float(shown) == round(p_positive, 4)
 
 
 # -- feedback -------------------------------------------------------------------------------

@@ -246,6 +246,29 @@ def test_export_csv(served):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("start", ["=", "+", "-", "@"])
+def test_export_neutralises_what_a_spreadsheet_would_run(served, start):
+    """A review written as a formula (=HYPERLINK(...)) was exported as one."""
+    client = served.test_client()
+    review = start + 'HYPERLINK("http://evil.example", "a wonderful brilliant film")'
+    pid = client.post("/api/predict", json={"review": review}).get_json()["prediction_id"]
+    assert client.post("/api/feedback", json={"prediction_id": pid, "correct": True}
+                       ).status_code == 201
+    result = invoke(served, "feedback", "export")
+    last = list(csv.reader(io.StringIO(result.output)))[-1]
+    stored = served.extensions["learner"].feedback.verdicts()[-1].review
+    assert last[8] == "'" + stored and stored.startswith(start)
+
+
+def test_tabs_and_returns_that_start_a_cell_are_neutralised_too():
+    """Reviews are stored stripped, so these come only from elsewhere; the rule is OWASP's."""
+    from sentiment.cli import spreadsheet_safe
+
+    assert spreadsheet_safe("\t=1+1") == "'\t=1+1"
+    assert spreadsheet_safe("\r@SUM(A1)") == "'\r@SUM(A1)"
+    assert spreadsheet_safe("A fine film = a good time") == "A fine film = a good time"
+
+
 @pytest.mark.parametrize("command", [
     ["model"], ["model", "list"], ["model", "rollback"], ["model", "rebuild"],
     ["feedback"], ["feedback", "list"], ["feedback", "release"], ["feedback", "export"],

@@ -67,6 +67,32 @@ def json_int(digits: str) -> int:
                         "digits, too long to read") from None
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members; BodyError if a key repeats (which one wins is up to the
+    parser, so a client and a proxy could read two different requests)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BodyError(f'the request body gives the key "{key}" more than once')
+            seen.add(key)
+    return data
+
+
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent; BodyError for one too large for a float
+    (1e999999 would become infinity)."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BodyError(f"the request body holds a number too large to read ({text[:20]})")
+    return value
+
+
+def _not_a_number(name: str) -> float:
+    raise BodyError(f"the request body holds {name}, which is not a JSON number")
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object, parsed once per request; BodyError if it cannot be read."""
     if "json_body" not in g:
@@ -86,8 +112,11 @@ def _parse() -> dict[str, Any]:
         raise BodyError(f"the request body holds too many JSON values for a request "
                         f"(at most {MAX_BATCH:,} reviews)")
     try:
-        data = json.loads(raw, parse_int=json_int)
-    except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting
+        data = json.loads(raw, parse_int=json_int, parse_float=_finite,
+                          parse_constant=_not_a_number, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise BodyError("the request body nests arrays or objects too deeply to read") from None
+    except ValueError:  # bad JSON or UTF-8
         raise BodyError("the request body is not valid JSON (in UTF-8)") from None
     if not isinstance(data, dict):
         raise BodyError("the request body must be a JSON object, not "

@@ -27,7 +27,7 @@ from sentiment.models import load_model
 from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
 from sentiment.storage import open_log
-from sentiment.web import api, errors, explore, pages
+from sentiment.web import api, errors, explore, pages, security
 from sentiment.web.forms import refuse_unreadable_forms
 from sentiment.web.limits import install_limits
 
@@ -98,6 +98,8 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     app.register_blueprint(pages.make_blueprint(limits))
     app.register_blueprint(explore.make_blueprint())
     app.register_blueprint(csrf.exempt(api.make_blueprint(limits)))  # JSON: no cookies, no forms
+    security.install(app)  # its checks run first: a refused request costs nothing
+    app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookies
     app.cli.add_command(model_cli)
     app.cli.add_command(feedback_cli)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
@@ -33,6 +33,9 @@ def client_id() -> str:
 
 
 def install_limits(app: Flask, settings: Settings) -> Limits:
+    # Registered first, so that it runs after Flask-Limiter's own (after-request
+    # functions run in reverse order), which adds the headers.
+    app.after_request(_retry_after_only_when_refused)
     limiter = Limiter(client_id, app=app)
     app.extensions["rate_limiter"] = limiter  # Flask-Limiter itself keeps only a weak reference
     # The largest batch the prediction limits could ever let through (see predictions_asked).
@@ -40,9 +43,29 @@ def install_limits(app: Flask, settings: Settings) -> Limits:
                                         key=lambda limit: limit.amount)
     return Limits(
         predictions=limiter.shared_limit(settings.predict_limit, scope="predictions",
-                                         cost=predictions_asked),
-        verdicts=limiter.shared_limit(settings.verdict_limit, scope="verdicts"),
+                                         cost=predictions_asked, deduct_when=served),
+        verdicts=limiter.shared_limit(settings.verdict_limit, scope="verdicts",
+                                      deduct_when=served),
     )
+
+
+def served(response: Response) -> bool:
+    """Whether a request counts against its client's limits: only what was served.
+
+    With ``deduct_when``, Flask-Limiter first tests whether the request's cost
+    still fits and deducts it after the response: a refused request (a batch
+    larger than what is left, a 400) costs nothing, where deducting first let
+    one over-budget batch use up the rest of the minute.
+    """
+    return response.status_code < 400
+
+
+def _retry_after_only_when_refused(response: Response) -> Response:
+    """Flask-Limiter's headers give Retry-After on every response; it means "wait" (RFC
+    9110), so only a 429 keeps it."""
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
 
 
 def batch_limit() -> RateLimitItem:
@@ -56,9 +79,9 @@ def predictions_asked() -> int:
     Counted per request, a limit of 2,000 an hour would let one client ask for
     two million predictions (and store as many rows), 1,000 at a time. A
     request the API refuses costs 1, like any other, and so does a batch
-    larger than the smallest limit: it could never pass, so rather than
-    spending the client's budget on it, the API refuses it with a 400 saying
-    so (see ``g.batch_over_limit``).
+    larger than the smallest limit: it could never pass, so the API refuses it
+    with a 400 saying so (see ``g.batch_over_limit``). Only what is served is
+    deducted (see :func:`served`).
     """
     if request.endpoint != "api.predict":
         return 1

@@ -37,9 +37,9 @@ ReviewText = Annotated[str, AfterValidator(_review_text),
 
 
 class Strict(BaseModel):
-    """Types as JSON has them: no "1" for 1, no 1 for true."""
+    """Types as JSON has them (no "1" for 1, no 1 for true) and no field but these."""
 
-    model_config = ConfigDict(strict=True, frozen=True)
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
 
 class PredictOne(Strict):
@@ -113,6 +113,8 @@ def describe(exc: ValidationError) -> str:
     where = field + "".join(f"[{part}]" for part in loc[1:])
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return f'the request body has an unknown field "{where}"'
     if kind in ("unicode", "review_length"):
         return f"{where} {error['msg']}"
     if kind == "too_long" and field == "reviews":
