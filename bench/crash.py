@@ -94,7 +94,8 @@ def kill_and_restart(
 
 def check(instance: Path, server: Server, tally: Tally, model_dir: str | None) -> dict[str, object]:
     db = sqlite3.connect(instance / "reviews.sqlite")
-    stored = dict(db.execute("SELECT id, prediction_id FROM feedback").fetchall())
+    stored = dict(db.execute("SELECT f.id, p.token FROM feedback f"
+                               " JOIN predictions p ON p.id = f.prediction_id").fetchall())
     missing = [fid for fid, pid in tally.acknowledged if stored.get(fid) != pid]
     integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
     db.close()

@@ -461,27 +461,34 @@ def page_call(client: Client, _: int) -> Callable[[], bytes]:
     return lambda: request
 
 
-def make_predictions(port: int, n: int) -> list[int]:
+def distinct_review(i: int) -> str:
+    """REVIEW made the i-th of its kind: the app learns one verdict per client and text
+    (later ones are repeats, stored but not learned), and a verdict must cost its update."""
+    return f"{REVIEW} Seen {i} times."
+
+
+def make_predictions(port: int, n: int) -> list[str]:
     client = Client(port)
-    ids: list[int] = []
+    ids: list[str] = []
     while len(ids) < n:
-        status, data = client.json("/api/predict", {"reviews": [REVIEW] * min(1000, n - len(ids))})
+        batch = [distinct_review(i) for i in range(len(ids), min(len(ids) + 1000, n))]
+        status, data = client.json("/api/predict", {"reviews": batch})
         if status != 200:
             raise RuntimeError(f"batch prediction failed: {status} {data}")
         ids += [r["prediction_id"] for r in data["results"]]
     return ids
 
 
-def verdict_call_factory(ids: list[int]) -> Callable[[Client, int], Callable[[], bytes | None]]:
+def verdict_call_factory(ids: list[str]) -> Callable[[Client, int], Callable[[], bytes | None]]:
     """Clients share one queue of prepared predictions; each gets one verdict."""
-    queue = iter(ids)
+    queue = iter(enumerate(ids))
 
     def make(client: Client, _: int) -> Callable[[], bytes | None]:
         def call() -> bytes | None:
-            pid = next(queue, None)
+            i, pid = next(queue, (0, None))
             if pid is None:
                 return None  # every prepared prediction has its verdict
-            body = json.dumps({"prediction_id": pid, "correct": pid % 3 != 0}).encode()
+            body = json.dumps({"prediction_id": pid, "correct": i % 3 != 0}).encode()
             return http_request("POST", "/api/feedback", body)
 
         return call

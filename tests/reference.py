@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def accepted_rows(db_path: Path) -> list[tuple[int, str, int]]:
-    """(verdict id, review, label) of every accepted verdict, in id order."""
+    """(verdict id, review, label) of every accepted verdict learned (a repeat of the same
+    client's verdict on the same text is kept, not learned), in id order."""
     db = sqlite3.connect(db_path, timeout=30)
     try:
         return db.execute(
             "SELECT f.id, p.review, f.label FROM feedback f"
             " JOIN predictions p ON p.id = f.prediction_id"
-            " WHERE f.status = 'accepted' ORDER BY f.id"
+            " WHERE f.status = 'accepted' AND f.repeat_of IS NULL ORDER BY f.id"
         ).fetchall()
     finally:
         db.close()

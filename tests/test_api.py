@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -55,12 +56,15 @@ def test_predict_one(app: Flask, client) -> None:
     assert result["label"] == "positive"
     assert 0.5 <= result["probability"] <= 1.0
     assert result["model_version"] == "base+0"
-    rows = query(app, "SELECT id, review, label, probability, model_version FROM predictions")
+    rows = query(app, "SELECT token, review, label, probability, model_version FROM predictions")
     assert rows == [(result["prediction_id"], POSITIVE_REVIEW, 1,
                      pytest.approx(result["probability"], abs=1e-6), "base+0")]
     negative = predict(client, NEGATIVE_REVIEW)
     assert negative["label"] == "negative" and negative["probability"] >= 0.5
-    assert negative["prediction_id"] == result["prediction_id"] + 1
+    # Unguessable (was: sequential integers anyone could vote on): 128 random bits.
+    for token in (result["prediction_id"], negative["prediction_id"]):
+        assert isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9_-]{22}", token)
+    assert negative["prediction_id"] != result["prediction_id"]
 
 
 def test_predict_batch_keeps_order(app: Flask, client) -> None:
@@ -71,10 +75,9 @@ def test_predict_batch_keeps_order(app: Flask, client) -> None:
     results = response.get_json()["results"]
     assert [r["label"] for r in results] == [
         "positive", "negative", "negative", "positive", "positive"]
-    ids = [r["prediction_id"] for r in results]
-    assert ids == list(range(ids[0], ids[0] + 5))
-    stored = query(app, "SELECT id, review FROM predictions ORDER BY id")
-    assert stored == list(zip(ids, reviews, strict=True))
+    tokens = [r["prediction_id"] for r in results]
+    stored = query(app, "SELECT token, review FROM predictions ORDER BY id")
+    assert stored == list(zip(tokens, reviews, strict=True))
     for review, result in zip(reviews, results, strict=True):
         assert predict(client, review)["probability"] == result["probability"]
 
@@ -202,7 +205,8 @@ def test_feedback_is_stored_and_201(app: Flask, client) -> None:
     assert body["prediction_id"] == pid and body["correct"] is False
     assert body["label"] == "negative"
     assert body["model_version"] == "base+1"
-    assert query(app, "SELECT id, prediction_id, correct, label, status FROM feedback") == [
+    assert query(app, "SELECT f.id, p.token, correct, f.label, status FROM feedback f"
+                      " JOIN predictions p ON p.id = f.prediction_id") == [
         (body["feedback_id"], pid, 0, 0, "accepted")]
 
 
@@ -239,27 +243,25 @@ def test_correct_verdict_on_a_negative_review_does_not_raise_p_positive(client) 
     assert after["model_version"] != before["model_version"]
 
 
+# PID: the token of the one prediction that exists.
 BAD_FEEDBACK: dict[str, tuple[str, int, str]] = {
-    "not json": ("prediction_id=1&correct=true", 400, "not valid JSON"),
-    "array": ("[1, true]", 400, "must be a JSON object, not array"),
-    "no fields": ("{}", 400, '"prediction_id" must be a positive integer'),
-    "no correct": ('{"prediction_id": 1}', 400, '"correct" must be true or false'),
-    "no id": ('{"correct": true}', 400, '"prediction_id" must be a positive integer'),
-    "bool as id": ('{"prediction_id": true, "correct": true}', 400, "positive integer"),
-    "string id": ('{"prediction_id": "1", "correct": true}', 400, "positive integer"),
-    "float id": ('{"prediction_id": 1.0, "correct": true}', 400, "positive integer"),
-    "zero id": ('{"prediction_id": 0, "correct": true}', 400, "positive integer"),
-    "negative id": ('{"prediction_id": -1, "correct": true}', 400, "positive integer"),
-    "string correct": ('{"prediction_id": 1, "correct": "true"}', 400, "true or false"),
-    "int correct": ('{"prediction_id": 1, "correct": 1}', 400, "true or false"),
-    "null correct": ('{"prediction_id": 1, "correct": null}', 400, "true or false"),
-    "unknown id": ('{"prediction_id": 999, "correct": true}', 404, "no prediction with id 999"),
-    "an added label": ('{"prediction_id": 1, "correct": false, "label": 1}', 400,  # was 201
+    "not json": ("prediction_id=PID&correct=true", 400, "not valid JSON"),
+    "array": ('["PID", true]', 400, "must be a JSON object, not array"),
+    "no fields": ("{}", 400, '"prediction_id" must be the id /api/predict returned'),
+    "no correct": ('{"prediction_id": "PID"}', 400, '"correct" must be true or false'),
+    "no id": ('{"correct": true}', 400, '"prediction_id" must be the id /api/predict returned'),
+    "bool as id": ('{"prediction_id": true, "correct": true}', 400, "a string"),
+    "the integer id": ('{"prediction_id": 1, "correct": true}', 400, "a string"),  # was 201
+    "a guessed token": ('{"prediction_id": "AAAAAAAAAAAAAAAAAAAAAA", "correct": true}', 404,
+                        "no prediction with that id"),
+    "not a token": ('{"prediction_id": "PID; DROP TABLE", "correct": true}', 400, "a string"),
+    "string correct": ('{"prediction_id": "PID", "correct": "true"}', 400, "true or false"),
+    "int correct": ('{"prediction_id": "PID", "correct": 1}', 400, "true or false"),
+    "null correct": ('{"prediction_id": "PID", "correct": null}', 400, "true or false"),
+    "an added label": ('{"prediction_id": "PID", "correct": false, "label": 1}', 400,  # was 201
                        'unknown field "label"'),
-    "a key twice": ('{"prediction_id": 1, "correct": true, "correct": false}', 400,
+    "a key twice": ('{"prediction_id": "PID", "correct": true, "correct": false}', 400,
                     'the key "correct" more than once'),
-    "huge id": ('{"prediction_id": 1' + "0" * 30 + ', "correct": true}', 404,  # was a 500
-                "no prediction with id"),
     "id of 5,000 digits": ('{"prediction_id": -' + "9" * 5000 + ', "correct": true}', 400,
                            "a number of 5,000 digits, too long to read"),
 }
@@ -267,9 +269,10 @@ BAD_FEEDBACK: dict[str, tuple[str, int, str]] = {
 
 @pytest.mark.parametrize("case", BAD_FEEDBACK)
 def test_feedback_rejects_bad_requests(app: Flask, client, case: str) -> None:
-    predict(client, POSITIVE_REVIEW)  # prediction 1 exists
+    pid = predict(client, POSITIVE_REVIEW)["prediction_id"]
     body, status, message = BAD_FEEDBACK[case]
-    response = client.post("/api/feedback", data=body, content_type="application/json")
+    response = client.post("/api/feedback", data=body.replace("PID", pid),
+                           content_type="application/json")
     assert_error(response, status, message)
     assert counts(app) == (1, 0)
     assert app.extensions["learner"].applied_id == 0
@@ -281,7 +284,7 @@ def test_repeated_feedback_is_409(app: Flask, client) -> None:
                        json={"prediction_id": pid, "correct": True}).status_code == 201
     version = client.get("/api/health").get_json()["model_version"]
     response = client.post("/api/feedback", json={"prediction_id": pid, "correct": False})
-    assert_error(response, 409, f"prediction {pid} already has a verdict")
+    assert_error(response, 409, "this prediction already has a verdict")
     assert query(app, "SELECT correct, label FROM feedback") == [(1, 1)]
     assert client.get("/api/health").get_json()["model_version"] == version
 

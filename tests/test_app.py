@@ -230,7 +230,7 @@ def test_results_page_shows_and_stores_the_prediction(csrf_app: Flask, results_p
                if f["name"] in ("correct", "incorrect")}
     assert buttons == {"correct": ("submit", "Correct"), "incorrect": ("submit", "Incorrect")}
 
-    rows = query(csrf_app, "SELECT id, review, label, probability, model_version, created "
+    rows = query(csrf_app, "SELECT token, review, label, probability, model_version, created "
                            "FROM predictions")
     assert len(rows) == 1
     pid, review, label, probability, version, created = rows[0]
@@ -239,7 +239,7 @@ def test_results_page_shows_and_stores_the_prediction(csrf_app: Flask, results_p
     assert version == "base+0" and f"<code>{version}</code>" in html
     age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created)
     assert dt.timedelta(0) <= age < dt.timedelta(minutes=1)
-    assert field(form, "prediction_id") == str(pid)
+    assert field(form, "prediction_id") == pid  # the unguessable token, not the row id
     assert counts(csrf_app) == (1, 0)
 
 
@@ -285,9 +285,10 @@ def test_label_and_probability_shown(app: Flask, client, review: str, label: str
 def test_verdict_is_stored_and_thanked(csrf_app: Flask, csrf_client, results_page,
                                        button: str, correct: int, label: int) -> None:
     _, form = results_page
-    pid = int(field(form, "prediction_id"))
+    token = field(form, "prediction_id")
+    pid = query(csrf_app, "SELECT id FROM predictions WHERE token = ?", token)[0][0]
     response = csrf_client.post("/thanks", data={
-        "csrf_token": field(form, "csrf_token"), "prediction_id": str(pid),
+        "csrf_token": field(form, "csrf_token"), "prediction_id": token,
         button: field(form, button)})
     assert response.status_code == 200
     html = response.get_data(as_text=True)
@@ -301,8 +302,9 @@ def test_verdict_is_stored_and_thanked(csrf_app: Flask, csrf_client, results_pag
 
 
 def test_server_ignores_review_and_label_sent_back(app: Flask, client) -> None:
-    analyse(client, POSITIVE_REVIEW)
-    response = client.post("/thanks", data={"prediction_id": "1", "incorrect": "Incorrect",
+    html = analyse(client, POSITIVE_REVIEW).get_data(as_text=True)
+    token = re.search(r'name="prediction_id" type="hidden" value="([^"]+)"', html).group(1)
+    response = client.post("/thanks", data={"prediction_id": token, "incorrect": "Incorrect",
                                             "review": NEGATIVE_REVIEW, "label": "1"})
     assert response.status_code == 200
     assert query(app, "SELECT correct, label FROM feedback") == [(0, 0)]
@@ -322,11 +324,11 @@ def test_repeated_verdict_is_409(csrf_app: Flask, csrf_client, results_page) -> 
 
 
 TAMPERED: dict[str, tuple[Callable[[dict], dict], int, str]] = {
-    "unknown id": (lambda d: {**d, "prediction_id": "999"}, 404, "no prediction with id 999"),
-    "zero id": (lambda d: {**d, "prediction_id": "0"}, 404, "no prediction with id 0"),
-    "non-numeric id": (lambda d: {**d, "prediction_id": "1 OR 1=1"}, 400, "tampered with"),
-    "negative id": (lambda d: {**d, "prediction_id": "-1"}, 400, "tampered with"),
-    "huge id": (lambda d: {**d, "prediction_id": "9" * 40}, 400, "tampered with"),
+    "a guessed token": (lambda d: {**d, "prediction_id": "A" * 22}, 404,
+                        "no prediction with that id"),
+    "the integer id": (lambda d: {**d, "prediction_id": "1"}, 400, "tampered with"),  # was 200
+    "not a token": (lambda d: {**d, "prediction_id": "1 OR 1=1"}, 400, "tampered with"),
+    "a huge token": (lambda d: {**d, "prediction_id": "9" * 80}, 400, "tampered with"),
     "no id": (lambda d: {k: v for k, v in d.items() if k != "prediction_id"}, 400,
               "tampered with"),
     "no button": (lambda d: {k: v for k, v in d.items() if k != "incorrect"}, 400,

@@ -69,9 +69,11 @@ def test_restart_replays_only_verdicts_after_the_newest_version(make_app, tiny_m
     acked = traffic(app.test_client(), rng, 30)
     # A duplicate and an unknown prediction are refused and change nothing.
     client = app.test_client()
-    assert client.post("/api/feedback", json={"prediction_id": 1, "correct": True}).status_code \
-        == 409
-    assert client.post("/api/feedback", json={"prediction_id": 10**6, "correct": True}
+    with sqlite3.connect(db_path(app)) as db:
+        (judged,) = db.execute("SELECT token FROM predictions WHERE id = 1").fetchone()
+    assert client.post("/api/feedback", json={"prediction_id": judged, "correct": True}
+                       ).status_code == 409
+    assert client.post("/api/feedback", json={"prediction_id": "A" * 22, "correct": True}
                        ).status_code == 404
 
     versions = [v for v in learner.store.list() if v.name != "base"]
@@ -270,7 +272,8 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog):
 
     # Every acknowledged verdict is in the log, for the prediction it was given on.
     with sqlite3.connect(db) as conn:
-        stored = dict(conn.execute("SELECT id, prediction_id FROM feedback"))
+        stored = dict(conn.execute("SELECT f.id, p.token FROM feedback f"
+                                   " JOIN predictions p ON p.id = f.prediction_id"))
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     missing = {i: p for i, p in acked.items() if stored.get(i) != p}
     assert not missing, f"acknowledged verdicts lost: {missing}"

@@ -70,7 +70,8 @@ def test_a_log_of_an_earlier_release_is_upgraded_and_keeps_its_rows(tmp_path: Pa
     old.close()
     log = FeedbackLog(path)
     log.add_verdict(1, correct=False)
-    [new] = log.add_predictions([("A new one.", 0, 0.8, b"columns")], "base+1")
+    [(new, token)] = log.add_predictions([("A new one.", 0, 0.8, b"columns")], "base+1")
+    assert log.prediction_id(token) == new and log.prediction_id("not a token") is None
     log.add_verdict(new, correct=True)
     old_verdict, new_verdict = log.accepted_after(0)
     assert (old_verdict.review, old_verdict.label, old_verdict.features) == \

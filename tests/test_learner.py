@@ -281,8 +281,8 @@ def test_verdicts_committed_together_are_learned_in_one_partial_fit(make_app, ti
 
     learner.model.learn_features = counting
     learner.feedback.add_verdict = add_together
-    threads = [threading.Thread(target=learner.verdict, args=(pid, pid % 2 == 0))
-               for pid in pids]
+    threads = [threading.Thread(target=learner.verdict, args=(pid, i % 2 == 0))
+               for i, pid in enumerate(pids)]
     for thread in threads:
         thread.start()
     for thread in threads:

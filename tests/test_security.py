@@ -13,10 +13,10 @@ from tests.fakes import PNG_1x1
 REVIEW = "A wonderful, brilliant film: superb acting and a moving story."
 
 
-def predict(client) -> int:
-    response = client.post("/api/predict", json={"review": REVIEW})
+def predict(client, review: str = REVIEW) -> str:
+    response = client.post("/api/predict", json={"review": review})
     assert response.status_code == 200, response.get_data(as_text=True)
-    return int(response.get_json()["prediction_id"])
+    return str(response.get_json()["prediction_id"])
 
 
 @pytest.mark.parametrize("headers", [
@@ -107,11 +107,49 @@ def test_limits_count_what_was_served_and_retry_after_means_refused(make_app) ->
     for _ in range(4):  # the 4 left are still there
         assert client.post("/api/predict", json={"review": REVIEW}).status_code == 200
     assert client.post("/api/predict", json={"review": REVIEW}).status_code == 429
-    pid = 1
-    for _ in range(3):  # unknown verdicts (404) cost nothing either
-        assert client.post("/api/feedback", json={"prediction_id": 10**6, "correct": True}
+    for _ in range(3):  # unknown predictions (404) cost nothing either
+        assert client.post("/api/feedback", json={"prediction_id": "A" * 22, "correct": True}
                            ).status_code == 404
-    for _ in range(2):
-        response = client.post("/api/feedback", json={"prediction_id": pid, "correct": True})
-        assert response.status_code in (201, 409)
-        pid += 1
+    tokens = [r["prediction_id"] for r in ok.get_json()["results"]]
+    for token in tokens[:2]:
+        response = client.post("/api/feedback", json={"prediction_id": token, "correct": True})
+        assert response.status_code == 201
+    response = client.post("/api/feedback", json={"prediction_id": tokens[2], "correct": True})
+    assert response.status_code == 429
+
+
+def test_a_client_repeating_a_verdict_on_one_text_weighs_as_one(make_app) -> None:
+    """The issue's attack on the committed model: five "incorrect" verdicts on five
+    predictions of one review turned it from positive 0.993 to negative 0.62."""
+    from sentiment.text.vectorizer import PKL_DIR
+
+    app = make_app(MODEL_DIR=PKL_DIR, CHECKPOINT_EVERY=10**6)
+    client = app.test_client()
+    review = "An excellent, touching film with superb acting and a great script."
+    first = client.post("/api/predict", json={"review": review}).get_json()
+    assert first["label"] == "positive" and first["probability"] > 0.95
+    for _ in range(5):
+        token = predict(client, review)
+        response = client.post("/api/feedback", json={"prediction_id": token, "correct": False})
+        assert response.status_code == 201  # stored, as every verdict is
+    after = client.post("/api/predict", json={"review": review}).get_json()
+    assert after["label"] == "positive", after
+    learner = app.extensions["learner"]
+    verdicts = learner.feedback.verdicts()
+    assert [v.repeat_of for v in verdicts] == [None] + [verdicts[0].id] * 4
+    assert len(learner.feedback.accepted_after(0)) == 1  # one verdict learned
+
+
+def test_only_whoever_got_the_prediction_can_vote_on_it(make_app) -> None:
+    """Ids were sequential: another session, or a cookieless API client, voted on them."""
+    app = make_app(WTF_CSRF_ENABLED=False)
+    alice = app.test_client()
+    html = alice.post("/results", data={"review": REVIEW}).get_data(as_text=True)
+    assert 'name="prediction_id"' in html
+    mallory = app.test_client()
+    for guess in ("1", "2", "AAAAAAAAAAAAAAAAAAAAAA", "0" * 22):
+        response = mallory.post("/api/feedback", json={"prediction_id": guess, "correct": False})
+        assert response.status_code in (400, 404)
+        response = mallory.post("/thanks", data={"prediction_id": guess, "incorrect": "x"})
+        assert response.status_code in (400, 404)
+    assert app.extensions["learner"].feedback.counts() == {"predictions": 1}

@@ -35,7 +35,7 @@ from sentiment.learning.timer import PeriodicThread
 from sentiment.learning.versions import BASE, VersionInfo, VersionStore
 from sentiment.models.protocol import Features, ServedModel, State
 from sentiment.models.state import Prediction
-from sentiment.storage.log import FeedbackLog, Verdict
+from sentiment.storage.log import FeedbackLog, UnknownPrediction, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,11 @@ class Learner:
 
     # -- the two things the app does -------------------------------------
     def predict(self, reviews: list[str], client: str | None = None,
-                features: Features | None = None) -> list[tuple[int, Prediction, str]]:
-        """Predict and record each prediction; returns (prediction id, prediction, version).
+                features: Features | None = None) -> list[tuple[str, Prediction, str]]:
+        """Predict and record each prediction; returns (token, prediction, version).
+
+        The token is what a verdict on the prediction names (:meth:`verdict`):
+        only whoever got the prediction knows it.
 
         ``features``: the reviews already vectorised by the caller (features do
         not depend on the model's state, only on its base). They are stored
@@ -180,15 +183,16 @@ class Learner:
             features = model.transform(reviews)
         predictions = model.predict_features(features)
         stored = model.encode_rows(features)
-        ids = self.feedback.add_predictions(
+        rows = self.feedback.add_predictions(
             [(r, int(p.label == "positive"), p.probability, f)
              for r, p, f in zip(reviews, predictions, stored, strict=True)],
             version, client,
         )
-        return [(i, p, version) for i, p in zip(ids, predictions, strict=True)]
+        return [(token, p, version) for (_, token), p in zip(rows, predictions, strict=True)]
 
-    def verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:
-        """Commit a verdict, then apply it (and anything before it) to the live model.
+    def verdict(self, token: str, correct: bool, client: str | None = None) -> Verdict:
+        """Commit a verdict on the prediction ``token`` names, then apply it (and anything
+        before it) to the live model. UnknownPrediction if no prediction has that token.
 
         Verdicts arriving together are learned together: when other threads are
         committing theirs, this one waits for them (at most ``group_wait``), so
@@ -196,6 +200,10 @@ class Learner:
         One call costs about as much as one verdict (sklearn's checks, not the
         arithmetic), and the result is bit for bit the same as one call each.
         """
+        prediction_id = self.feedback.prediction_id(token)
+        if prediction_id is None:
+            raise UnknownPrediction("no prediction with that id: it is given only to whoever "
+                                    "asked for the prediction")
         with self._commits:
             self._committing += 1
         try:

@@ -13,6 +13,7 @@ SQLite (:mod:`sentiment.storage.sqlite`) is the embedded default.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -57,6 +58,13 @@ class Verdict:
     released_from: int | None
     created: str
     features: bytes | None  # the review's stored feature columns (None: not stored)
+    repeat_of: int | None = None  # kept, not learned: the same client's verdict on this text
+
+
+def new_token() -> str:
+    """An unguessable prediction token (128 random bits): only whoever got the prediction
+    can vote on it, where sequential ids let anyone vote on anyone's."""
+    return secrets.token_urlsafe(16)
 
 
 def now() -> str:
@@ -67,8 +75,13 @@ class FeedbackLog(Protocol):
     """What the learner, the web app and the operator commands use of a log."""
 
     def add_predictions(self, rows: Sequence[tuple[str, int, float, bytes | None]],
-                        model_version: str, client: str | None = None) -> list[int]:
-        """Store (review, label, probability, features) rows; their ids, in order."""
+                        model_version: str, client: str | None = None
+                        ) -> list[tuple[int, str]]:
+        """Store (review, label, probability, features) rows; their (id, token), in order."""
+        ...
+
+    def prediction_id(self, token: str) -> int | None:
+        """The prediction a token names (None: no such token)."""
         ...
 
     def prediction(self, prediction_id: int) -> StoredPrediction | None: ...

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from sentiment.locks import HostLock
 from sentiment.storage.log import (
+    new_token,
     DuplicateVerdict,
     FeedbackError,
     StoredPrediction,
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     model_version TEXT NOT NULL,
     client TEXT,
     created TEXT NOT NULL,
-    features BLOB  -- the review's feature columns (vectorizer.encode_rows), or NULL
+    features BLOB,  -- the review's feature columns (vectorizer.encode_rows), or NULL
+    token TEXT  -- what the client that got the prediction votes with (see new_token)
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,12 +59,16 @@ CREATE TABLE IF NOT EXISTS feedback (
     reason TEXT,
     released_from INTEGER REFERENCES feedback(id),
     client TEXT,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    -- An earlier accepted verdict of the same client on the same text: this
+    -- one is kept but not learned, so that repeating a verdict adds nothing.
+    repeat_of INTEGER REFERENCES feedback(id)
 );
 -- One verdict per prediction; a released copy re-uses its prediction.
 CREATE UNIQUE INDEX IF NOT EXISTS one_verdict_per_prediction
     ON feedback(prediction_id) WHERE released_from IS NULL;
 CREATE INDEX IF NOT EXISTS feedback_status ON feedback(status, id);
+CREATE INDEX IF NOT EXISTS feedback_client ON feedback(client, status);
 -- Bumped whenever accepted rows stop being accepted, so every process
 -- following the log knows to rebuild its model from a version.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -72,7 +78,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 
 _VERDICT_SELECT = """
     SELECT f.id, f.prediction_id, f.correct, f.label, p.review, f.status, f.reason,
-           f.released_from, f.created, p.features
+           f.released_from, f.created, p.features, f.repeat_of
     FROM feedback f JOIN predictions p ON p.id = f.prediction_id
 """
 
@@ -135,6 +141,14 @@ class SQLiteFeedbackLog:
             columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
             if "features" not in columns:
                 db.execute("ALTER TABLE predictions ADD COLUMN features BLOB")
+            if "token" not in columns:  # earlier predictions keep none: nobody can vote on them
+                db.execute("ALTER TABLE predictions ADD COLUMN token TEXT")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS prediction_token"
+                       " ON predictions(token) WHERE token IS NOT NULL")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+            if "repeat_of" not in columns:
+                db.execute("ALTER TABLE feedback ADD COLUMN repeat_of INTEGER"
+                           " REFERENCES feedback(id)")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -180,21 +194,28 @@ class SQLiteFeedbackLog:
         rows: Sequence[tuple[str, int, float, bytes | None]],
         model_version: str,
         client: str | None = None,
-    ) -> list[int]:
-        """Store (review, label, probability, features) rows; returns their ids in order."""
+    ) -> list[tuple[int, str]]:
+        """Store (review, label, probability, features) rows; their (id, token) in order."""
         created = now()
         with self._transaction() as db:
-            ids = []
+            stored = []
             for review, label, probability, features in rows:
+                token = new_token()
                 cur = db.execute(
                     "INSERT INTO predictions (review, label, probability, model_version, client,"
-                    " created, features) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (review, label, probability, model_version, client, created, features),
+                    " created, features, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (review, label, probability, model_version, client, created, features,
+                     token),
                 )
                 # lastrowid is None only before a connection's first INSERT; this one just ran.
                 assert cur.lastrowid is not None
-                ids.append(cur.lastrowid)
-        return ids
+                stored.append((cur.lastrowid, token))
+        return stored
+
+    def prediction_id(self, token: str) -> int | None:
+        row = self._connect().execute(
+            "SELECT id FROM predictions WHERE token = ?", (token,)).fetchone()
+        return int(row[0]) if row else None
 
     def prediction(self, prediction_id: int) -> StoredPrediction | None:
         row = self._connect().execute(
@@ -206,7 +227,12 @@ class SQLiteFeedbackLog:
 
     # -- verdicts ---------------------------------------------------------
     def add_verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:
-        """Commit a verdict; the label learned is the prediction's, or its opposite."""
+        """Commit a verdict; the label learned is the prediction's, or its opposite.
+
+        A verdict of a client that already has an accepted verdict on the same
+        text is stored as a repeat of it, and not learned: five verdicts from
+        one client on five predictions of one review weigh as one.
+        """
         with self._transaction(durable=True) as db:
             row = db.execute(
                 "SELECT label FROM predictions WHERE id = ?", (prediction_id,)
@@ -214,16 +240,21 @@ class SQLiteFeedbackLog:
             if row is None:
                 raise UnknownPrediction(f"no prediction with id {prediction_id}")
             label = row[0] if correct else 1 - row[0]
+            earlier = db.execute(
+                "SELECT f.id FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
+                " WHERE f.client IS ? AND f.status = 'accepted' AND f.repeat_of IS NULL"
+                " AND p.review = (SELECT review FROM predictions WHERE id = ?)"
+                " ORDER BY f.id LIMIT 1", (client, prediction_id),
+            ).fetchone() if client is not None else None
             try:
                 cur = db.execute(
-                    "INSERT INTO feedback (prediction_id, correct, label, client, created)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (prediction_id, int(correct), label, client, now()),
+                    "INSERT INTO feedback (prediction_id, correct, label, client, created,"
+                    " repeat_of) VALUES (?, ?, ?, ?, ?, ?)",
+                    (prediction_id, int(correct), label, client, now(),
+                     earlier[0] if earlier else None),
                 )
             except sqlite3.IntegrityError as exc:
-                raise DuplicateVerdict(
-                    f"prediction {prediction_id} already has a verdict"
-                ) from exc
+                raise DuplicateVerdict("this prediction already has a verdict") from exc
             verdict_id = cur.lastrowid
         # lastrowid is None only before a connection's first INSERT; this one just ran.
         assert verdict_id is not None
@@ -239,7 +270,8 @@ class SQLiteFeedbackLog:
 
     def accepted_after(self, after_id: int, upto_id: int | None = None) -> list[Verdict]:
         """Accepted verdicts with ``after_id < id <= upto_id``, in id order."""
-        sql = _VERDICT_SELECT + " WHERE f.id > ? AND f.status = 'accepted'"
+        sql = _VERDICT_SELECT + (" WHERE f.id > ? AND f.status = 'accepted'"
+                                 " AND f.repeat_of IS NULL")
         args: tuple[int, ...] = (after_id,)
         if upto_id is not None:
             sql += " AND f.id <= ?"

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ValidationError
 
 from sentiment.learning.learner import Learner
 from sentiment.models.state import LABELS
-from sentiment.storage.log import MAX_ID, UnknownPrediction
 from sentiment.text.tokenizer import has_words
 from sentiment.web.body import BodyError, json_body
 from sentiment.web.forms import WORDLESS
@@ -84,8 +83,6 @@ def make_blueprint(limits: Limits) -> Blueprint:
     def feedback() -> tuple[Response, int]:
         request = _validated(FeedbackRequest)
         pid = request.prediction_id
-        if pid > MAX_ID:  # cannot exist; SQLite would overflow on it
-            raise UnknownPrediction(f"no prediction with id {pid}")
         learner = _learner()
         verdict = learner.verdict(pid, request.correct, client_id())
         return _answer(FeedbackOut(feedback_id=verdict.id, prediction_id=pid,

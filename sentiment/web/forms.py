@@ -8,6 +8,9 @@ from wtforms import HiddenField, SubmitField, TextAreaField
 from wtforms.validators import InputRequired, Length, Regexp
 
 MIN_REVIEW = 15
+# A prediction token (sentiment.storage.log.new_token: URL-safe base64 of 16
+# bytes); a little room in the length for tokens of another size.
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 MAX_REVIEW = 20_000
 # A review with no word the model reads (only punctuation, symbols or markup)
 # would get the model's bias as its prediction, and a verdict on it would
@@ -37,10 +40,10 @@ VERDICT_BUTTONS = {"correct": "Correct", "incorrect": "Incorrect"}
 
 
 class FeedbackForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF is untyped: FlaskForm is Any
-    """Carries only the prediction id and the verdict: the server never trusts
+    """Carries only the prediction's token and the verdict: the server never trusts
     a review text or a label sent back by the browser."""
 
-    prediction_id = HiddenField(validators=[InputRequired(), Regexp(r"^[0-9]{1,18}$")])
+    prediction_id = HiddenField(validators=[InputRequired(), Regexp(TOKEN_PATTERN)])
     correct = SubmitField(VERDICT_BUTTONS["correct"])
     incorrect = SubmitField(VERDICT_BUTTONS["incorrect"])
 

@@ -62,7 +62,7 @@ def make_blueprint(limits: Limits) -> Blueprint:
             abort(400, "This feedback form is incomplete or was tampered with. "
                        "Please analyse your review again.")
         learner: Learner = current_app.extensions["learner"]
-        stored = learner.verdict(int(form.prediction_id.data), verdict, client_id())
+        stored = learner.verdict(form.prediction_id.data, verdict, client_id())
         return render_template("thanks.html", verdict=stored)
 
     @pages.get("/thanks")

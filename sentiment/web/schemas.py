@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from sentiment.web.body import MAX_BATCH
-from sentiment.web.forms import MAX_REVIEW, MIN_REVIEW
+from sentiment.web.forms import MAX_REVIEW, MIN_REVIEW, TOKEN_PATTERN
 
 
 def _review_text(value: str) -> str:
@@ -57,14 +57,16 @@ class PredictBatch(Strict):
 class FeedbackRequest(Strict):
     """A verdict on a prediction: was its label correct?"""
 
-    prediction_id: int = Field(gt=0, description="as returned by /api/predict")
+    prediction_id: str = Field(pattern=TOKEN_PATTERN,
+                               description="the token /api/predict returned with the prediction")
     correct: bool
 
 
 class PredictionOut(BaseModel):
     label: Literal["negative", "positive"]
     probability: float = Field(ge=0.5, le=1.0, description="of the label given")
-    prediction_id: int = Field(description="what /api/feedback takes")
+    prediction_id: str = Field(description="what /api/feedback takes: an unguessable token, "
+                                           "given only to whoever asked for the prediction")
     model_version: str = Field(description="the version that answered, plus the last verdict "
                                            "it had learned")
 
@@ -75,7 +77,7 @@ class BatchOut(BaseModel):
 
 class FeedbackOut(BaseModel):
     feedback_id: int
-    prediction_id: int
+    prediction_id: str
     correct: bool
     label: Literal["negative", "positive"] = Field(description="the label learned")
     model_version: str = Field(description="the live model's version once it learned this")
@@ -100,7 +102,7 @@ class ErrorOut(BaseModel):
 FIELD_MESSAGES = {
     "review": "review must be a string",
     "reviews": '"reviews" must be a non-empty list of strings',
-    "prediction_id": '"prediction_id" must be a positive integer',
+    "prediction_id": '"prediction_id" must be the id /api/predict returned (a string)',
     "correct": '"correct" must be true or false',
 }
 
