@@ -4,6 +4,7 @@ headers on every route, no caching of pages that hold a review or a token."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from flask import Flask
@@ -153,3 +154,33 @@ def test_only_whoever_got_the_prediction_can_vote_on_it(make_app) -> None:
         response = mallory.post("/thanks", data={"prediction_id": guess, "incorrect": "x"})
         assert response.status_code in (400, 404)
     assert app.extensions["learner"].feedback.counts() == {"predictions": 1}
+
+
+@pytest.mark.parametrize("body", [b"review=%FF" + b"wonderful+brilliant+film",
+                                  b"review=wonderful+brilliant+film+%ED%A0%80"])
+def test_the_form_refuses_what_the_api_refuses(app: Flask, client, body: bytes) -> None:
+    """An invalid %FF, or a lone surrogate's UTF-8, reached the model as U+FFFD by the form."""
+    form = client.post("/results", data=body, content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 400
+    assert "URL-encoded UTF-8" in form.get_data(as_text=True)
+    api = client.post("/api/predict", data=b'{"review": "wonderful brilliant film \\ud800"}',
+                      content_type="application/json")
+    assert api.status_code == 400
+    assert app.extensions["learner"].feedback.counts() == {"predictions": 0}
+
+
+def test_one_model_state_has_one_name_in_every_process(make_app) -> None:
+    """Each worker reported its own checkpoint's name: v000007+21 here, v000008+21 there."""
+    writer, reader = make_app(CHECKPOINT_EVERY=3), make_app(CHECKPOINT_EVERY=3)
+    client = writer.test_client()
+    for i in range(3):
+        token = predict(client, f"{REVIEW} Take {i}.")
+        assert client.post("/api/feedback", json={"prediction_id": token, "correct": i == 0}
+                           ).status_code == 201
+    assert writer.extensions["learner"].model_version == "v000001+3"
+    time.sleep(0.25)
+    health = reader.test_client().get("/api/health").get_json()
+    assert health["model_version"] == "v000001+3"  # was base+3, the same weights
+    assert health["unsaved_verdicts"] == 0
+    assert health["model_digest"] == writer.test_client().get("/api/health").get_json()[
+        "model_digest"]

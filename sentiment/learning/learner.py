@@ -32,7 +32,7 @@ import numpy as np
 from sentiment import memory as heap
 from sentiment.learning.guard import Holdout
 from sentiment.learning.timer import PeriodicThread
-from sentiment.learning.versions import BASE, VersionInfo, VersionStore
+from sentiment.learning.versions import BASE, CorruptVersion, VersionInfo, VersionStore
 from sentiment.models.protocol import Features, ServedModel, State
 from sentiment.models.state import Prediction
 from sentiment.storage.log import FeedbackLog, UnknownPrediction, Verdict
@@ -103,6 +103,7 @@ class Learner:
         self._committing = 0  # verdicts of this process between request and commit
         self._commits = threading.Condition()
         self._timer: PeriodicThread | None = None
+        self._published_checked = 0.0
         # (model it describes: generation, version, last verdict applied; sha256): see status()
         self._digest: tuple[tuple[()] | tuple[int, str, int], str] = ((), "")
         with self._lock:
@@ -130,6 +131,7 @@ class Learner:
         Also checkpoints when one is due, even with no new rows: that is how
         the background timer saves verdicts after ``checkpoint_seconds``.
         """
+        self._adopt_published()
         head_id, generation = self.feedback.head()
         if (head_id <= self._head_seen and generation == self.generation
                 and not self._checkpoint_due()):
@@ -152,6 +154,35 @@ class Learner:
                 # failed (disk full, say). Serve on and retry at the next one.
                 log.exception("checkpoint failed; will retry")
                 self._last_checkpoint = time.monotonic()
+
+    def _adopt_published(self) -> None:
+        """Take the name of a version another process published, when this model is it.
+
+        Each process checkpoints on its own schedule, so one model state could
+        be named after whichever version its process last wrote (v000007+21
+        here, v000008+21 there). A version holding verdicts up to an id this
+        model has applied, on the same log generation, is this model up to
+        there: every process then reports the newest one. Looked at every
+        0.2 s at most (a file read).
+        """
+        now = time.monotonic()
+        if now - self._published_checked < 0.2:
+            return
+        self._published_checked = now
+        name = self.store.current_name()
+        if name == self.version.name:
+            return
+        with self._lock:
+            if self.feedback.head()[1] != self.generation:
+                return  # a quarantine: the next sync rebuilds from the current version
+            try:
+                info = self.store.info(name)
+            except CorruptVersion:
+                return
+            if self.version.last_feedback_id <= info.last_feedback_id <= self.applied_id:
+                self.version = info
+                self._unsaved = len(self.feedback.accepted_after(info.last_feedback_id,
+                                                                 self.applied_id))
 
     def _checkpoint_due(self) -> bool:
         if self._unsaved == 0:

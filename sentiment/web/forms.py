@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from flask import Flask, abort, request
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SubmitField, TextAreaField
@@ -68,8 +70,11 @@ def refuse_unreadable_forms(app: Flask) -> None:
                 or request.mimetype != "application/x-www-form-urlencoded"):
             return
         try:
-            request.get_data(cache=True).decode("utf-8")  # Werkzeug parses these cached bytes
-        except UnicodeDecodeError:
+            body = request.get_data(cache=True).decode("utf-8")  # Werkzeug parses these bytes
+            # Percent-escapes too: Werkzeug would turn %FF, or a lone surrogate's
+            # %ED%A0%80, into U+FFFD, and the form would take a text the API refuses.
+            parse_qsl(body, keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
             abort(400, "This form could not be read: its body must be URL-encoded UTF-8 "
                        "text, as browsers send it.")
 
