@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("SECRET_KEY", "secret_key"),
         description="signs sessions and CSRF tokens (default: generated once into the instance "
                     "folder)")
+    trusted_proxies: int = Field(0, ge=0, description="reverse proxies in front (nginx: 1): "
+                                                      "the client's address is then read "
+                                                      "from X-Forwarded-For")
     secure_cookies: bool = Field(False, description="send cookies over https only (set it "
                                                      "when served over https)")
     # -- learning

@@ -80,3 +80,25 @@ def test_a_log_of_an_earlier_release_is_upgraded_and_keeps_its_rows(tmp_path: Pa
         ("A new one.", 0, b"columns")
     log.close()
     FeedbackLog(path).close()  # opening an upgraded log again changes nothing
+
+
+def test_a_log_without_text_keys_gets_them_and_still_finds_repeats(tmp_path) -> None:
+    """Repeats are found by an index on (client, hashed text), filled in for older rows."""
+    path = tmp_path / "reviews.sqlite"
+    log = FeedbackLog(path)
+    [(first, _), (second, _)] = log.add_predictions(
+        [("The same review, twice.", 1, 0.9, None)] * 2, "base+0", "10.0.0.1")
+    log.add_verdict(first, correct=False, client="10.0.0.1")
+    log.close()
+    with sqlite3.connect(path) as db:  # as a log of the release before text keys
+        db.execute("DROP INDEX feedback_client_text")
+        db.execute("ALTER TABLE feedback DROP COLUMN text_key")
+    log = FeedbackLog(path)
+    repeat = log.add_verdict(second, correct=False, client="10.0.0.1")
+    assert repeat.repeat_of == 1
+    with sqlite3.connect(path) as db:
+        plan = " ".join(str(r) for r in db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM feedback WHERE client IS ? AND text_key = ?"
+            " AND status = 'accepted' AND repeat_of IS NULL ORDER BY id LIMIT 1", ("x", b"k")))
+    assert "feedback_client_text" in plan
+    log.close()

@@ -184,3 +184,20 @@ def test_one_model_state_has_one_name_in_every_process(make_app) -> None:
     assert health["unsaved_verdicts"] == 0
     assert health["model_digest"] == writer.test_client().get("/api/health").get_json()[
         "model_digest"]
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_clients_behind_a_trusted_proxy_are_told_apart(make_app, proxies: int) -> None:
+    """Behind nginx every client had the proxy's address; without a proxy configured, a
+    client cannot pick its address with a header."""
+    app = make_app(TRUSTED_PROXIES=proxies)
+    client = app.test_client()
+    for address in ("203.0.113.7", "198.51.100.9"):
+        headers = {"X-Forwarded-For": address}
+        token = client.post("/api/predict", json={"review": REVIEW}, headers=headers
+                            ).get_json()["prediction_id"]
+        assert client.post("/api/feedback", json={"prediction_id": token, "correct": False},
+                           headers=headers).status_code == 201
+    verdicts = app.extensions["learner"].feedback.verdicts()
+    learned = [v for v in verdicts if v.repeat_of is None]
+    assert len(learned) == (2 if proxies else 1)

@@ -299,3 +299,43 @@ def test_a_port_in_use_is_refused_even_by_sockets_that_share_theirs() -> None:
             with pytest.raises(OSError):
                 check_port_free("127.0.0.1", taken.getsockname()[1])
     check_port_free("127.0.0.1", free_port())
+
+
+@pytest.mark.slow
+def test_idle_and_slow_connections_do_not_take_the_app_offline(tmp_path: Path,
+                                                              tiny_model_dir: Path) -> None:
+    """The issue's repro: 200 connections that send nothing, and slowloris clients sending a
+    header line every few seconds, left every health probe unanswered."""
+    log = tmp_path / "app.log"
+    proc, port = start(tmp_path / "instance", tiny_model_dir, log, workers=1)
+    idle: list[socket.socket] = []
+    try:
+        wait_until_serving(proc, port, log, workers=1)
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(300)]
+        slow = idle[:40]
+        for conn in slow:
+            conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            for conn in slow:
+                conn.sendall(b"X-Slow: a\r\n")
+            started = time.monotonic()
+            status, _ = call(port, "GET", "/api/health", timeout=5)
+            assert status == 200 and time.monotonic() - started < 1.0
+            status, body = call(port, "POST", "/api/predict",
+                                {"review": "A wonderful, brilliant, moving film."}, timeout=5)
+            assert status == 200, body
+            time.sleep(2)
+        time.sleep(5)  # silent longer than the channel timeout: the server has closed them
+        silent = idle[40:]
+        closed = 0
+        for conn in silent:
+            conn.settimeout(0.5)
+            try:
+                closed += conn.recv(1) == b""
+            except OSError:
+                closed += 1
+        assert closed == len(silent)
+    finally:
+        for conn in idle:
+            conn.close()
+        assert stop(proc) == 0, log.read_text()[-3000:]

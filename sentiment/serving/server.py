@@ -9,8 +9,11 @@ needs of a process manager:
   (about 8 MB of weights and 100 MB of libraries). Each worker then builds
   its own app after the fork (``preload_app`` stays off): SQLite connections
   and ``flock`` descriptors must not cross a fork.
-* **gthread workers** with a few request threads each, so that a long request
-  (a batch of 1,000 reviews) does not stall a worker's other connections.
+* **waitress inside each worker** (:mod:`sentiment.serving.worker`): its event
+  loop reads request heads and holds idle or slow connections without a
+  thread, and a few request threads serve whole requests, so that neither a
+  long request (a batch of 1,000 reviews) nor a flood of silent connections
+  stalls the others.
 * **A listening socket per worker** (``reuse_port``): the kernel spreads new
   connections among the workers by a hash. With one socket shared by all,
   keep-alive clients tended to pile onto whichever worker woke first.
@@ -79,11 +82,10 @@ class Server(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hin
             "bind": [f"{_bracketed(self.settings.host)}:{self.settings.port}"],
             "workers": self.workers,
             "threads": self.threads,
-            "worker_class": "gthread",
+            "worker_class": "sentiment.serving.worker.WaitressWorker",
             "reuse_port": True,
             "preload_app": False,
             "graceful_timeout": STOP_GRACE,
-            "keepalive": 5,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",

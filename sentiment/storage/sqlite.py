@@ -15,6 +15,7 @@ the model stays a function of the log in id order.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -25,12 +26,12 @@ from typing import Any, cast
 
 from sentiment.locks import HostLock
 from sentiment.storage.log import (
-    new_token,
     DuplicateVerdict,
     FeedbackError,
     StoredPrediction,
     UnknownPrediction,
     Verdict,
+    new_token,
     now,
 )
 
@@ -62,18 +63,24 @@ CREATE TABLE IF NOT EXISTS feedback (
     created TEXT NOT NULL,
     -- An earlier accepted verdict of the same client on the same text: this
     -- one is kept but not learned, so that repeating a verdict adds nothing.
-    repeat_of INTEGER REFERENCES feedback(id)
+    repeat_of INTEGER REFERENCES feedback(id),
+    text_key BLOB  -- review_key() of the prediction's review: finds repeats by index
 );
 -- One verdict per prediction; a released copy re-uses its prediction.
 CREATE UNIQUE INDEX IF NOT EXISTS one_verdict_per_prediction
     ON feedback(prediction_id) WHERE released_from IS NULL;
 CREATE INDEX IF NOT EXISTS feedback_status ON feedback(status, id);
-CREATE INDEX IF NOT EXISTS feedback_client ON feedback(client, status);
+-- Indexes on columns an earlier release's log lacks: made by _upgrade.
 -- Bumped whenever accepted rows stop being accepted, so every process
 -- following the log knows to rebuild its model from a version.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 """
+
+
+def review_key(review: str) -> bytes:
+    """A review's text, hashed: what tells one client's verdicts on the same text apart."""
+    return hashlib.blake2b(review.encode("utf-8"), digest_size=16).digest()
 
 
 _VERDICT_SELECT = """
@@ -149,6 +156,13 @@ class SQLiteFeedbackLog:
             if "repeat_of" not in columns:
                 db.execute("ALTER TABLE feedback ADD COLUMN repeat_of INTEGER"
                            " REFERENCES feedback(id)")
+            if "text_key" not in columns:
+                db.execute("ALTER TABLE feedback ADD COLUMN text_key BLOB")
+                db.create_function("review_key", 1, review_key, deterministic=True)
+                db.execute("UPDATE feedback SET text_key = (SELECT review_key(review)"
+                           " FROM predictions p WHERE p.id = feedback.prediction_id)")
+            db.execute("CREATE INDEX IF NOT EXISTS feedback_client_text"
+                       " ON feedback(client, text_key, status)")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -235,23 +249,23 @@ class SQLiteFeedbackLog:
         """
         with self._transaction(durable=True) as db:
             row = db.execute(
-                "SELECT label FROM predictions WHERE id = ?", (prediction_id,)
+                "SELECT label, review FROM predictions WHERE id = ?", (prediction_id,)
             ).fetchone()
             if row is None:
                 raise UnknownPrediction(f"no prediction with id {prediction_id}")
             label = row[0] if correct else 1 - row[0]
+            key = review_key(row[1])
             earlier = db.execute(
-                "SELECT f.id FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
-                " WHERE f.client IS ? AND f.status = 'accepted' AND f.repeat_of IS NULL"
-                " AND p.review = (SELECT review FROM predictions WHERE id = ?)"
-                " ORDER BY f.id LIMIT 1", (client, prediction_id),
+                "SELECT id FROM feedback WHERE client IS ? AND text_key = ?"
+                " AND status = 'accepted' AND repeat_of IS NULL ORDER BY id LIMIT 1",
+                (client, key),
             ).fetchone() if client is not None else None
             try:
                 cur = db.execute(
                     "INSERT INTO feedback (prediction_id, correct, label, client, created,"
-                    " repeat_of) VALUES (?, ?, ?, ?, ?, ?)",
+                    " repeat_of, text_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (prediction_id, int(correct), label, client, now(),
-                     earlier[0] if earlier else None),
+                     earlier[0] if earlier else None, key),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateVerdict("this prediction already has a verdict") from exc
@@ -327,8 +341,8 @@ class SQLiteFeedbackLog:
         with self._transaction(durable=True) as db:
             for verdict_id in verdict_ids:
                 row = db.execute(
-                    "SELECT prediction_id, correct, label, status, client FROM feedback"
-                    " WHERE id = ?", (verdict_id,),
+                    "SELECT prediction_id, correct, label, status, client, text_key"
+                    " FROM feedback WHERE id = ?", (verdict_id,),
                 ).fetchone()
                 if row is None:
                     raise UnknownPrediction(f"no verdict with id {verdict_id}")
@@ -339,8 +353,8 @@ class SQLiteFeedbackLog:
                 )
                 cur = db.execute(
                     "INSERT INTO feedback (prediction_id, correct, label, released_from, client,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row[0], row[1], row[2], verdict_id, row[4], now()),
+                    " created, text_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (row[0], row[1], row[2], verdict_id, row[4], now(), row[5]),
                 )
                 # lastrowid is None only before a connection's first INSERT; this one just ran.
                 assert cur.lastrowid is not None

@@ -20,6 +20,7 @@ from typing import Any
 import click
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sentiment.cli import feedback_cli, model_cli
 from sentiment.learning.learner import Learner, LearnerConfig
@@ -98,6 +99,11 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     app.register_blueprint(pages.make_blueprint(limits))
     app.register_blueprint(explore.make_blueprint())
     app.register_blueprint(csrf.exempt(api.make_blueprint(limits)))  # JSON: no cookies, no forms
+    if settings.trusted_proxies:
+        # The client's address, scheme and host as the proxies saw them: limits and
+        # repeated verdicts are counted per client, not per proxy.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     security.install(app)  # its checks run first: a refused request costs nothing
     app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookies
     app.cli.add_command(model_cli)
