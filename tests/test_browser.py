@@ -148,3 +148,24 @@ def test_too_short_review_shows_the_form_error(live_app: tuple[Flask, str], brow
     expect(page.get_by_label("Your movie review")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_label("Your movie review")).to_have_value("too short")
     assert query(app, "SELECT COUNT(*) FROM predictions") == [(0,)]
+
+
+def test_the_api_docs_page_works_under_the_content_security_policy(
+        live_app: tuple[Flask, str], browser_page) -> None:
+    """Swagger UI from the app's own files, started by a script file (no inline script)."""
+    from playwright.sync_api import expect
+
+    _, base = live_app
+    page = browser_page
+    violations: list[str] = []
+    page.on("console", lambda message: "Content Security Policy" in message.text
+            and violations.append(message.text))
+    page.goto(base + "/api/docs")
+    expect(page.get_by_text("/api/predict").first).to_be_visible()
+    expect(page.get_by_text("/api/feedback").first).to_be_visible()
+    page.get_by_text("/api/health").first.click()
+    page.get_by_role("button", name="Execute").click()
+    live = page.locator(".live-responses-table tbody .response-col_status")
+    expect(live.first).to_contain_text("200")
+    page.screenshot(path="/tmp/apidocs.png")
+    assert violations == [], violations

@@ -32,8 +32,10 @@ def _review_text(value: str) -> str:
 
 
 ReviewText = Annotated[str, AfterValidator(_review_text),
-                       Field(description=f"{MIN_REVIEW} to {MAX_REVIEW:,} characters, at least "
-                                         "one of them a letter or a digit")]
+                       Field(description=f"{MIN_REVIEW} to {MAX_REVIEW:,} characters once "
+                                         "stripped, at least one of them a letter or a digit",
+                             json_schema_extra={"minLength": MIN_REVIEW,
+                                                "maxLength": MAX_REVIEW})]
 
 
 class Strict(BaseModel):

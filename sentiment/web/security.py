@@ -34,7 +34,7 @@ HEADERS = {
 }
 # Pages whose content may be cached: the plots of the exploration report and
 # the static files. Everything else can hold a review, a verdict or a token.
-CACHEABLE_ENDPOINTS = frozenset({"static", "explore.plot"})
+CACHEABLE_ENDPOINTS = frozenset({"static", "explore.plot", "apidocs.asset"})
 
 
 def _same_site(origin: str) -> bool:
