@@ -163,7 +163,7 @@ class Learner:
         here, v000008+21 there). A version holding verdicts up to an id this
         model has applied, on the same log generation, is this model up to
         there: every process then reports the newest one. Looked at every
-        0.2 s at most (a file read).
+        0.2 s at most (a file read), and read whole only when it changed.
         """
         now = time.monotonic()
         if now - self._published_checked < 0.2:
@@ -176,9 +176,9 @@ class Learner:
             if self.feedback.head()[1] != self.generation:
                 return  # a quarantine: the next sync rebuilds from the current version
             try:
-                info = self.store.info(name)
+                info, _ = self.store.load(name)  # its state checked against its sha256
             except CorruptVersion:
-                return
+                return  # a torn or damaged version is never taken, its name neither
             if self.version.last_feedback_id <= info.last_feedback_id <= self.applied_id:
                 self.version = info
                 self._unsaved = len(self.feedback.accepted_after(info.last_feedback_id,
@@ -368,8 +368,11 @@ class Learner:
         with self._lock:
             # Nothing reloaded meanwhile: only a quarantine changes the generation,
             # and quarantines need the store's lock, which this checkpoint holds.
-            self.version = info
-            self._unsaved -= unsaved
+            # A request thread may already have taken the new version as this
+            # model's (_adopt_published), counting what is unsaved after it.
+            if self.version.name != info.name:
+                self.version = info
+                self._unsaved -= unsaved
         return GuardResult(info, 0, accuracy, threshold)
 
     def rollback(self, name: str) -> int:
