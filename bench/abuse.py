@@ -46,7 +46,8 @@ class Phase:
                 return f"{'-':>8} {'-':>8} {0:>6}"
             return (f"{np.percentile(values, 50):8.1f} {np.percentile(values, 99):8.1f} "
                     f"{len(values):6d}")
-        return f"{self.name:<34} {stats(self.health_ms)}   {stats(self.predict_ms)} {self.errors:7d}"
+        return (f"{self.name:<34} {stats(self.health_ms)}   {stats(self.predict_ms)} "
+                f"{self.errors:7d}")
 
 
 def well_behaved(port: int, seconds: float, timeout: float, phase: Phase) -> None:

@@ -611,7 +611,8 @@ def measure(args: argparse.Namespace, workers: int, threads: int) -> dict[str, o
     """The figures named in ``args.figures`` for the app served by ``workers`` processes
     of ``threads`` threads."""
     serving = {"workers": workers, "threads": threads, "rate_limits": args.rate_limits}
-    make_server = functools.partial(Server, **serving)
+    env = {"SENTIMENT_MODEL_DIR": str(args.model_dir)} if args.model_dir else {}
+    make_server = functools.partial(Server, **serving, env_extra=env)
     return {**serving, **run_figures(make_server, our_figures(args), args.startup_verdicts,
                                      seed_verdicts)}
 
@@ -700,7 +701,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="aclImdb archive to train the book preset on when no "
                              "--tutorial-model is given (default: $ACLIMDB_ARCHIVE)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--model-dir", type=Path,
+                        help="serve this model folder (a deep model's, say) instead of "
+                             "pkl_objects/")
     args = parser.parse_args(argv)
+    if args.model_dir and not (args.model_dir / "manifest.json").is_file():
+        print(f"error: --model-dir: {args.model_dir} holds no manifest.json", file=sys.stderr)
+        return 2
 
     model = archive = None
     try:  # before anything is measured: a run must not fail after minutes
