@@ -1,0 +1,270 @@
+"""The learning loop outside movie reviews: what honest and dishonest verdicts do.
+
+``python -m bench.loop`` runs scenarios over HTTP, each against a fresh instance
+of ``app.py`` (the committed model, rate limits off, one trusted proxy so that
+``X-Forwarded-For`` names each simulated client). A labelled set of sentences is
+split in two halves by a fixed shuffle: the first is sent as predictions with
+verdicts, the second is scored before and after, with a restart (TERM, then a
+new start on the same instance folder) before every "after" figure; a fixed
+sample of 5,000 reviews of the official IMDb test split is scored too. The
+offline reference learns the same stream with the true labels in-process, one
+and three passes. Scenarios:
+
+* ``honest``: every prediction gets a verdict, always the truth;
+* ``wrong-only``: only wrong predictions get one ("Incorrect");
+* ``liar``: every prediction gets a verdict, always a lie;
+* ``30%-lies``: ten clients, each lying on 30% of its verdicts;
+* ``mixed``: the honest stream of every set given, interleaved (one run).
+
+Sets: the shared ``sentences/*_labelled.txt`` files and any ``--data FILE`` of
+``text<TAB>label`` lines. Results are printed and written to ``reports/loop.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import versions_line
+from bench.serving import Server
+from sentiment.web.forms import MIN_REVIEW
+from train.data import DataError, iter_archive, resolve_archive
+
+ROOT = Path(__file__).resolve().parent.parent
+SENTENCES = ROOT.parent / "shared" / "data" / "sentences"
+IMDB_SAMPLE = 5_000
+SCENARIOS = ("honest", "wrong-only", "liar", "30%-lies")
+LIARS_SHARE = 0.3
+CLIENTS = 10
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    stream: list[tuple[str, int]]
+    score: list[tuple[str, int]]
+    too_short: int  # sentences the app refuses (under MIN_REVIEW characters): left out
+
+
+def read_set(path: Path, seed: int = 0) -> LabelledSet:
+    """A ``text<TAB>label`` file, shuffled with a fixed seed, split into stream and score."""
+    rows, too_short = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text, _, label = line.rpartition("\t")
+        if not text.strip() or label.strip() not in ("0", "1"):
+            continue
+        if len(text.strip()) < MIN_REVIEW:
+            too_short += 1
+            continue
+        rows.append((text.strip(), int(label)))
+    random.Random(seed).shuffle(rows)
+    half = len(rows) // 2
+    return LabelledSet(path.stem.removesuffix("_labelled"), rows[:half], rows[half:],
+                       too_short)
+
+
+def imdb_sample(archive: Path, n: int = IMDB_SAMPLE) -> list[tuple[str, int]]:
+    test = sorted((r.id, r.review, r.sentiment) for r in iter_archive(archive) if r.split == "test")
+    return [(text, label) for _, text, label in random.Random(0).sample(test, n)]
+
+
+class Api:
+    """The app's JSON API as one client (or as several, through X-Forwarded-For)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def post(self, path: str, body: object, client: str = "192.0.2.1") -> tuple[int, Any]:
+        self.conn.request("POST", path, json.dumps(body).encode(),
+                          {"Content-Type": "application/json", "X-Forwarded-For": client})
+        response = self.conn.getresponse()
+        return response.status, json.loads(response.read())
+
+    def predict(self, texts: list[str], client: str = "192.0.2.1") -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(texts), 1000):
+            status, body = self.post("/api/predict", {"reviews": texts[start:start + 1000]},
+                                     client)
+            if status != 200:
+                raise RuntimeError(f"predict answered {status}: {body}")
+            results += body["results"]
+        return results
+
+    def accuracy(self, rows: list[tuple[str, int]]) -> float:
+        predicted = self.predict([text for text, _ in rows])
+        return sum((r["label"] == "positive") == bool(y)
+                   for r, (_, y) in zip(predicted, rows, strict=True)) / len(rows)
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    data: str
+    sent: int = 0
+    learned: int = 0
+    quarantined: int = 0
+    domain: dict[str, tuple[float, float]] = field(default_factory=dict)  # before, after
+    imdb: tuple[float, float] = (0.0, 0.0)
+
+
+def send_verdicts(api: Api, scenario: str, stream: list[tuple[str, int]], seed: int) -> int:
+    """The scenario's verdicts on predictions of ``stream``; how many were sent."""
+    rng = random.Random(seed)
+    sent = 0
+    for i, (text, truth) in enumerate(stream):
+        client = f"198.51.100.{i % CLIENTS + 1}"
+        [result] = api.predict([text], client)
+        right = (result["label"] == "positive") == bool(truth)
+        if scenario == "wrong-only" and right:
+            continue
+        honest = {"honest": True, "wrong-only": True, "liar": False,
+                  "30%-lies": rng.random() >= LIARS_SHARE}[scenario]
+        status, body = api.post("/api/feedback", {"prediction_id": result["prediction_id"],
+                                                  "correct": right if honest else not right},
+                                client)
+        if status != 201:
+            raise RuntimeError(f"feedback answered {status}: {body}")
+        sent += 1
+    return sent
+
+
+def run_scenario(scenario: str, sets: list[LabelledSet], imdb: list[tuple[str, int]],
+                 seed: int) -> Outcome:
+    with tempfile.TemporaryDirectory() as tmp:
+        instance = Path(tmp) / "instance"
+        instance.mkdir()
+        server = Server(instance, workers=1, env_extra={"SENTIMENT_TRUSTED_PROXIES": "1"})
+        server.start()
+        try:
+            api = Api(server.port)
+            outcome = Outcome(scenario, "+".join(s.name for s in sets))
+            before = {s.name: api.accuracy(s.score) for s in sets}
+            imdb_before = api.accuracy(imdb)
+            stream = [row for rows in zip(*(s.stream for s in sets), strict=False)
+                      for row in rows]  # interleaved when several sets are mixed
+            outcome.sent = send_verdicts(api, scenario, stream, seed)
+            server.stop()
+            server.start()  # the "after" figures come from a restarted app
+            api = Api(server.port)
+            outcome.domain = {s.name: (before[s.name], api.accuracy(s.score)) for s in sets}
+            outcome.imdb = (imdb_before, api.accuracy(imdb))
+            outcome.learned, outcome.quarantined = health_counts(instance)
+        finally:
+            server.stop()
+    return outcome
+
+
+def health_counts(instance: Path) -> tuple[int, int]:
+    """(verdicts learned, verdicts quarantined) from the instance's log."""
+    with sqlite3.connect(instance / "reviews.sqlite") as db:
+        learned = db.execute("SELECT COUNT(*) FROM feedback WHERE status = 'accepted'"
+                             " AND repeat_of IS NULL").fetchone()[0]
+        quarantined = db.execute("SELECT COUNT(*) FROM feedback WHERE status = 'quarantined'"
+                                 ).fetchone()[0]
+    return int(learned), int(quarantined)
+
+
+def offline_reference(data: LabelledSet, imdb: list[tuple[str, int]],
+                      passes: int) -> tuple[float, float]:
+    """(domain, IMDb) accuracy after learning the stream with its true labels, in-process."""
+    import numpy as np
+
+    from sentiment.models.linear import SentimentModel
+    from sentiment.text.vectorizer import PKL_DIR
+
+    model = SentimentModel.load(PKL_DIR).clone()
+    X = model.transform([text for text, _ in data.stream])
+    y = np.array([label for _, label in data.stream])
+    for _ in range(passes):
+        for row in range(X.shape[0]):
+            model.learn_features(X[row], y[row:row + 1])
+
+    def accuracy(rows: list[tuple[str, int]]) -> float:
+        predicted = model.predict_features(model.transform([t for t, _ in rows]))
+        return float(np.mean([(p.label == "positive") == bool(label)
+                              for p, (_, label) in zip(predicted, rows, strict=True)]))
+
+    return accuracy(data.score), accuracy(imdb)
+
+
+def points(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:.4f} -> {pair[1]:.4f} ({(pair[1] - pair[0]) * 100:+.1f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.loop",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, nargs="*", default=None,
+                        help="text<TAB>label files (default: the shared sentence sets)")
+    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
+                                          "download)")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--no-mixed", action="store_true", help="skip the mixed-domains run")
+    parser.add_argument("--report", type=Path, default=ROOT / "reports" / "loop.md")
+    args = parser.parse_args(argv)
+    paths = args.data or sorted(SENTENCES.glob("*_labelled.txt"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        print(f"error: no labelled file at {', '.join(missing) or SENTENCES}",
+              file=sys.stderr)
+        return 2
+    try:
+        archive = resolve_archive(args.archive)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    print(versions_line(), flush=True)
+    sets = [read_set(path) for path in paths]
+    imdb = imdb_sample(archive)
+    lines = ["| set | scenario | verdicts sent | learned | quarantined | set accuracy | "
+             "IMDb accuracy |", "|---|---|---|---|---|---|---|"]
+    for data in sets:
+        for scenario in args.scenarios:
+            outcome = run_scenario(scenario, [data], imdb, seed=1)
+            (name, pair), = outcome.domain.items()
+            lines.append(f"| {name} | {scenario} | {outcome.sent} | {outcome.learned} | "
+                         f"{outcome.quarantined} | {points(pair)} | {points(outcome.imdb)} |")
+            print(lines[-1], flush=True)
+        for passes in (1, 3):
+            domain, imdb_after = offline_reference(data, imdb, passes)
+            base = outcome.domain[data.name][0], outcome.imdb[0]
+            lines.append(f"| {data.name} | offline, true labels, {passes} pass"
+                         f"{'es' if passes > 1 else ''} | {len(data.stream) * passes} | - | - | "
+                         f"{points((base[0], domain))} | {points((base[1], imdb_after))} |")
+            print(lines[-1], flush=True)
+    if not args.no_mixed and len(sets) > 1:
+        outcome = run_scenario("honest", sets, imdb, seed=1)
+        for name, pair in outcome.domain.items():
+            lines.append(f"| {name} (mixed stream) | honest | {outcome.sent} | "
+                         f"{outcome.learned} | {outcome.quarantined} | {points(pair)} | "
+                         f"{points(outcome.imdb)} |")
+            print(lines[-1], flush=True)
+    minutes = (time.perf_counter() - began) / 60
+    command = "python -m bench.loop" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    args.report.write_text(
+        f"# The learning loop outside movie reviews (`{command}`)\n\n{versions_line()}; "
+        f"{minutes:.1f} minutes.\n\nSentences under {MIN_REVIEW} characters, which the app "
+        "refuses, are left out: " + ", ".join(f"{s.name} {s.too_short}" for s in sets)
+        + ".\n\nEach scenario on a fresh instance of app.py (the "
+        "committed model, rate limits off); the first half of each set (fixed shuffle) "
+        "is sent as predictions and verdicts, the second half and a fixed sample of 5,000 "
+        "official IMDb test reviews are scored before and after a restart. Accuracy "
+        "before -> after (change in points). Sentence sets: Kotzias et al., \"From Group "
+        "to Individual Labels using Deep Features\", KDD 2015.\n\n" + "\n".join(lines) + "\n")
+    print(f"\nwritten: {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
