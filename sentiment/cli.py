@@ -82,6 +82,26 @@ def feedback_list(status: str | None, limit: int) -> None:
     click.echo(f"{len(rows)} verdicts", err=True)
 
 
+@feedback_cli.command("stats")
+def feedback_stats() -> None:
+    """How the model is doing: verdicts per day, Incorrect presses, versions, quarantines."""
+    from sentiment.learning.stats import model_stats
+
+    stats = model_stats(learner())
+    share = stats["incorrect_share"]
+    click.echo(f"model {stats['model_version']}: {stats['predictions']:,} predictions, "
+               f"{stats['verdicts']:,} verdicts ("
+               f"{'-' if share is None else f'{share:.1%}'} Incorrect), "
+               f"{stats['repeats']:,} repeats, {stats['quarantined']:,} quarantined")
+    click.echo(f"\n{'day':<12}{'predictions':>12}{'verdicts':>10}{'incorrect':>11}")
+    for day in stats["days"]:
+        share = day["incorrect_share"]
+        click.echo(f"{day['day']:<12}{day['predictions']:>12,}{day['verdicts']:>10,}"
+                   f"{'-' if share is None else f'{share:.1%}':>11}")
+    for quarantine in stats["quarantines"]:
+        click.echo(f"quarantined: {quarantine['verdicts']:,} verdicts: {quarantine['reason']}")
+
+
 @feedback_cli.command("release")
 @click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID), required=True)
 def feedback_release(ids: tuple[int, ...]) -> None:

@@ -325,3 +325,14 @@ def test_an_unusable_instance_or_setting_is_one_line_not_a_traceback(tmp_path, t
         out, err = runs[key].communicate(timeout=120)
         assert runs[key].returncode == 1, (key, out, err)
         assert err.strip() == line, (key, err)
+
+
+def test_feedback_stats_and_the_api_agree(served):
+    result = invoke(served, "feedback", "stats")
+    assert result.exit_code == 0, result.output
+    stats = served.test_client().get("/api/stats").get_json()
+    assert stats["verdicts"] == 17 and f"{stats['verdicts']:,} verdicts" in result.output
+    assert sum(day["verdicts"] for day in stats["days"]) == stats["verdicts"]
+    assert [v["name"] for v in stats["versions"] if v["current"]] == [
+        served.extensions["learner"].store.current_name()]
+    assert stats["days"][-1]["day"] in result.output

@@ -32,7 +32,8 @@ def test_the_document_describes_every_api_route(api_app: Flask) -> None:
     assert document == openapi_document()
     routes = {rule.rule for rule in api_app.url_map.iter_rules()
               if rule.rule.startswith("/api/") and rule.endpoint.startswith("api.")}
-    assert set(document["paths"]) == routes == {"/api/predict", "/api/feedback", "/api/health"}
+    assert set(document["paths"]) == routes == {"/api/predict", "/api/feedback", "/api/health",
+                                                 "/api/stats"}
     for path, operations in document["paths"].items():
         for operation in operations.values():
             for response in operation["responses"].values():
@@ -58,10 +59,10 @@ def test_no_request_gets_a_5xx_or_an_answer_outside_the_document(api_app: Flask)
     # by hypothesis directly, one operation at a time, derandomized to be repeatable.
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", api_app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 3
+    assert len(operations) == 4
     for operation, mode in itertools.product(operations, GenerationMode):
         if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
-            continue  # /api/health takes nothing that could be wrong
+            continue  # /api/health and /api/stats take nothing that could be wrong
 
         @settings(max_examples=80, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))

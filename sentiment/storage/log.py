@@ -61,6 +61,17 @@ class Verdict:
     repeat_of: int | None = None  # kept, not learned: the same client's verdict on this text
 
 
+@dataclass(frozen=True)
+class DayCounts:
+    """One UTC day of the log: what was asked and what users said of it."""
+
+    day: str  # YYYY-MM-DD
+    predictions: int = 0
+    verdicts: int = 0  # first verdicts (a released copy is not a new verdict)
+    incorrect: int = 0  # of them, "Incorrect" presses
+    repeats: int = 0  # of them, repeats of the same client on the same text
+
+
 def new_token() -> str:
     """An unguessable prediction token (128 random bits): only whoever got the prediction
     can vote on it, where sequential ids let anyone vote on anyone's."""
@@ -104,6 +115,14 @@ class FeedbackLog(Protocol):
         ...
 
     def counts(self) -> dict[str, int]: ...
+
+    def daily(self) -> list[DayCounts]:
+        """Predictions and verdicts per UTC day, oldest first."""
+        ...
+
+    def quarantine_reasons(self) -> list[tuple[str, int]]:
+        """(reason, verdicts) of what is quarantined now."""
+        ...
 
     def exclusive(self) -> AbstractContextManager[None]:
         """A write transaction that is also a lock shared by every process."""

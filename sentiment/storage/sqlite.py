@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from sentiment.locks import HostLock
 from sentiment.storage.log import (
+    DayCounts,
     DuplicateVerdict,
     FeedbackError,
     StoredPrediction,
@@ -315,6 +316,28 @@ class SQLiteFeedbackLog:
         for status, n in db.execute("SELECT status, COUNT(*) FROM feedback GROUP BY status"):
             out[status] = n
         return out
+
+    def daily(self) -> list[DayCounts]:
+        """Predictions and verdicts per UTC day, oldest first."""
+        db = self._connect()
+        days: dict[str, DayCounts] = {}
+        for day, n in db.execute("SELECT substr(created, 1, 10), COUNT(*) FROM predictions"
+                                 " GROUP BY 1"):
+            days[day] = DayCounts(day, predictions=n)
+        for day, n, incorrect, repeats in db.execute(
+                "SELECT substr(created, 1, 10), COUNT(*), SUM(correct = 0),"
+                " SUM(repeat_of IS NOT NULL) FROM feedback WHERE released_from IS NULL"
+                " GROUP BY 1"):
+            counts = days.setdefault(day, DayCounts(day))
+            days[day] = DayCounts(day, counts.predictions, n, int(incorrect), int(repeats))
+        return [days[day] for day in sorted(days)]
+
+    def quarantine_reasons(self) -> list[tuple[str, int]]:
+        """(reason, verdicts) of what is quarantined now, most verdicts first."""
+        rows = self._connect().execute(
+            "SELECT COALESCE(reason, ''), COUNT(*) FROM feedback WHERE status = 'quarantined'"
+            " GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+        return [(str(reason), int(n)) for reason, n in rows]
 
     # -- quarantine (run inside ``exclusive()``) -----------------------------
     def quarantine(self, after_id: int, upto_id: int | None, reason: str) -> int:

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, g, jsonify
 from pydantic import BaseModel, ValidationError
 
 from sentiment.learning.learner import Learner
+from sentiment.learning.stats import CachedStats
 from sentiment.models.state import LABELS
 from sentiment.text.tokenizer import has_words
 from sentiment.web.body import BodyError, json_body
@@ -26,6 +27,7 @@ from sentiment.web.schemas import (
     PredictBatch,
     PredictionOut,
     PredictOne,
+    StatsOut,
     describe,
 )
 
@@ -92,6 +94,11 @@ def make_blueprint(limits: Limits) -> Blueprint:
     @api.get("/health")
     def health() -> tuple[Response, int]:
         return _answer(HealthOut(status="ok", **_learner().status()))
+
+    @api.get("/stats")
+    def stats() -> tuple[Response, int]:
+        cached: CachedStats = current_app.extensions["stats"]
+        return _answer(StatsOut(**cached.get()))
 
     return api
 

@@ -24,6 +24,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sentiment.cli import feedback_cli, model_cli
 from sentiment.learning.learner import Learner, LearnerConfig
+from sentiment.learning.stats import CachedStats
 from sentiment.models import load_model
 from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
@@ -126,6 +127,7 @@ def _build(settings: Settings, flask_config: dict[str, Any],
             keep_versions=settings.keep_versions,
         ),
     )
+    app.extensions["stats"] = CachedStats(app.extensions["learner"])
     return app
 
 

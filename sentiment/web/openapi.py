@@ -26,16 +26,26 @@ from sentiment.web.schemas import (
     PredictBatch,
     PredictionOut,
     PredictOne,
+    StatsOut,
 )
 
 MODELS: tuple[type[BaseModel], ...] = (
     PredictOne, PredictBatch, FeedbackRequest, PredictionOut, BatchOut, FeedbackOut, HealthOut,
-    ErrorOut)
+    StatsOut, ErrorOut)
 # Swagger UI's files that the docs page loads.
 ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
                     "favicon-32x32.png"})
 EXAMPLE_REVIEW = "A moving, beautifully acted film. I loved it."
 EXAMPLE_TOKEN = "Xq3mV8f0TqkV2bYt1cQx4w"
+STATS_EXAMPLE = {
+    "model_version": "v000003+613", "predictions": 2410, "verdicts": 640,
+    "incorrect_share": 0.21, "repeats": 12, "accepted": 613, "quarantined": 15, "released": 0,
+    "days": [{"day": "2026-12-06", "predictions": 2410, "verdicts": 640,
+              "incorrect_share": 0.21}],
+    "versions": [{"name": "v000003", "parent": "v000002", "created": "2026-12-06T18:02:11Z",
+                  "holdout_accuracy": 0.9185, "last_feedback_id": 600, "current": True}],
+    "quarantines": [{"reason": "guard: holdout accuracy 0.9010 < 0.9085", "verdicts": 15}],
+}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -109,6 +119,13 @@ def openapi_document() -> dict[str, Any]:
                                       "version": "v000003", "applied_feedback_id": 613,
                                       "unsaved_verdicts": 13, "base": "4c74c58be80c0972",
                                       "preset": "default"})}},
+            }},
+            "/api/stats": {"get": {
+                "summary": "How the model is doing: verdicts per day, the share of Incorrect "
+                           "presses, versions with their holdout accuracy, quarantines",
+                "operationId": "stats",
+                "responses": {"200": {"description": "read from the log (at most 5 s old)",
+                                      "content": _json(_ref(StatsOut), STATS_EXAMPLE)}},
             }},
         },
         "components": {"schemas": definitions["$defs"]},

@@ -96,6 +96,45 @@ class HealthOut(BaseModel):
     preset: str | None
 
 
+class DayOut(BaseModel):
+    day: str = Field(description="UTC, YYYY-MM-DD")
+    predictions: int
+    verdicts: int
+    incorrect_share: float | None = Field(description="share of Incorrect presses")
+
+
+class VersionOut(BaseModel):
+    name: str
+    parent: str | None
+    created: str | None
+    holdout_accuracy: float | None
+    last_feedback_id: int
+    current: bool
+
+
+class QuarantineOut(BaseModel):
+    reason: str
+    verdicts: int
+
+
+class StatsOut(BaseModel):
+    model_version: str
+    predictions: int
+    verdicts: int
+    incorrect_share: float | None = Field(
+        description="share of Incorrect presses among verdicts: what users said of the "
+                    "predictions they judged (higher than the error rate when users press "
+                    "only when the model is wrong)")
+    repeats: int = Field(description="verdicts repeating the same client's on the same text "
+                                     "(stored, not learned)")
+    accepted: int
+    quarantined: int
+    released: int
+    days: list[DayOut]
+    versions: list[VersionOut]
+    quarantines: list[QuarantineOut]
+
+
 class ErrorOut(BaseModel):
     error: str
 
