@@ -169,3 +169,20 @@ def test_the_api_docs_page_works_under_the_content_security_policy(
     expect(live.first).to_contain_text("200")
     page.screenshot(path="/tmp/apidocs.png")
     assert violations == [], violations
+
+
+def test_the_stats_page_draws_its_charts(live_app: tuple[Flask, str], browser_page) -> None:
+    app, base = live_app
+    client = app.test_client()
+    learner = app.extensions["learner"]
+    for review in (POSITIVE_REVIEW, POSITIVE_REVIEW + " Twice."):  # two versions, scored
+        token = client.post("/api/predict", json={"review": review}).get_json()[
+            "prediction_id"]
+        client.post("/api/feedback", json={"prediction_id": token, "correct": False})
+        learner.checkpoint(force=True)
+    page = browser_page
+    page.goto(base + "/stats")
+    assert page.locator("svg.chart").count() == 1
+    box = page.locator("svg.chart").first.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 80
+    page.screenshot(path="/tmp/stats.png", full_page=True)

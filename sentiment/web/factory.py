@@ -29,7 +29,7 @@ from sentiment.models import load_model
 from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
 from sentiment.storage import open_log
-from sentiment.web import api, errors, explore, openapi, pages, security
+from sentiment.web import api, dashboard, errors, explore, openapi, pages, security
 from sentiment.web.forms import refuse_unreadable_forms
 from sentiment.web.limits import install_limits
 
@@ -100,6 +100,7 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     app.register_blueprint(pages.make_blueprint(limits))
     app.register_blueprint(explore.make_blueprint())
     app.register_blueprint(openapi.make_blueprint())
+    app.register_blueprint(dashboard.make_blueprint())
     app.register_blueprint(csrf.exempt(api.make_blueprint(limits)))  # JSON: no cookies, no forms
     if settings.trusted_proxies:
         # The client's address, scheme and host as the proxies saw them: limits and
