@@ -276,7 +276,7 @@ def test_label_and_probability_shown(app: Flask, client, review: str, label: str
     assert stored_label == (label == "positive")
     assert 0.5 <= probability < 1.0
     assert_shown_probability(text_of(html, "probability"), probability)
-    shown = re.search(r'<meter class="meter" min="0" max="1" value="([\d.]+)"', html).group(1)
+    shown = re.search(r'<meter class="meter" dir="rtl" min="0" max="1" value="([\d.]+)"', html).group(1)
     p_positive = probability if label == "positive" else 1 - probability
     assert float(shown) == round(p_positive, 4)
 
@@ -473,3 +473,24 @@ def test_settings_of_the_right_kind_are_taken(make_app, tiny_model_dir: Path) ->
     app = make_app(MODEL_DIR=tiny_model_dir, MAX_CONTENT_LENGTH=None, CHECKPOINT_SECONDS=5,
                    PREDICT_LIMIT="5 per second")
     assert app.extensions["learner"].config.checkpoint_seconds == 5.0
+
+
+def test_examples_fill_the_form_without_javascript(client) -> None:
+    from sentiment.web.examples import EXAMPLES
+
+    page = client.get("/").get_data(as_text=True)
+    for key, name, _ in EXAMPLES:
+        assert f'href="/?example={key}"' in page and f">{name}</a>" in page
+    html = client.get("/?example=sarcastic").get_data(as_text=True)
+    assert re.search(r"<textarea[^>]*>\s*Oh great, another two hours", html)
+    unknown = client.get("/?example=nope").get_data(as_text=True)
+    assert re.search(r"<textarea[^>]*>\s*</textarea>", unknown)
+
+
+def test_the_results_page_names_both_classes_and_its_title_the_result(client) -> None:
+    html = analyse(client, POSITIVE_REVIEW).get_data(as_text=True)
+    legend = re.search(r'<p class="meter-legend"><span>(\d+)% negative</span>'
+                       r"<span>(\d+)% positive</span>", html)
+    assert legend and int(legend.group(1)) + int(legend.group(2)) in (99, 100, 101)
+    title = re.search(r"<title>(.*?)</title>", html).group(1)
+    assert title.endswith("positive – Movie review sentiment") and "%" in title

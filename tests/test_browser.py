@@ -186,3 +186,36 @@ def test_the_stats_page_draws_its_charts(live_app: tuple[Flask, str], browser_pa
     box = page.locator("svg.chart").first.bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 80
     page.screenshot(path="/tmp/stats.png", full_page=True)
+
+
+def test_the_form_helps_with_javascript_and_works_without(live_app: tuple[Flask, str],
+                                                          chromium) -> None:
+    from playwright.sync_api import expect
+
+    _, base = live_app
+    with_js = chromium.new_context()
+    page = with_js.new_page()
+    page.goto(base + "/")
+    page.get_by_role("link", name="Clearly negative").click()
+    box = page.get_by_label("Your movie review")
+    expect(box).to_have_value(re.compile("^Dull, far too long"))
+    expect(page.locator("#review-count")).to_contain_text("/ 20,000 characters")
+    assert page.url == base + "/"  # filled in place
+    page.get_by_role("link", name="Clear", exact=True).click()
+    expect(box).to_have_value("")
+    box.fill("Too short")
+    expect(page.locator("#review-count")).to_contain_text("(at least 15)")
+    box.fill("A dull and lifeless film, far too long.")
+    box.press("Control+Enter")
+    expect(page.locator("#label")).to_have_text("negative")
+    assert "negative – Movie review sentiment" in page.title()
+    with_js.close()
+
+    without_js = chromium.new_context(java_script_enabled=False)
+    page = without_js.new_page()
+    page.goto(base + "/")
+    page.get_by_role("link", name="Clearly positive").click()
+    expect(page.get_by_label("Your movie review")).to_have_value(re.compile("^A wonderful"))
+    page.get_by_role("button", name="Analyse").click()
+    expect(page.locator("#label")).to_have_text("positive")
+    without_js.close()

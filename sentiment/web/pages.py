@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from sentiment.learning.learner import Learner
 from sentiment.text.tokenizer import has_words
+from sentiment.web.examples import BY_KEY, EXAMPLES
 from sentiment.web.forms import (
+    MAX_REVIEW,
+    MIN_REVIEW,
     VERDICT_BUTTONS,
     WORDLESS,
     FeedbackForm,
@@ -24,7 +27,14 @@ def make_blueprint(limits: Limits) -> Blueprint:
 
     @pages.get("/")
     def index() -> Page:
-        return render_template("index.html", form=ReviewForm())
+        """The form; ``?example=KEY`` fills it with an example (JavaScript does it in place,
+        this is the same without JavaScript)."""
+        form = ReviewForm()
+        example = BY_KEY.get(request.args.get("example", ""))
+        if example is not None:
+            form.review.data = example
+        return render_template("index.html", form=form, examples=EXAMPLES,
+                               min_review=MIN_REVIEW, max_review=MAX_REVIEW)
 
     @pages.post("/results")
     @limits.predictions
@@ -32,14 +42,14 @@ def make_blueprint(limits: Limits) -> Blueprint:
         typed_text_only()
         form = ReviewForm()
         if not form.validate_on_submit():
-            return render_template("index.html", form=form), 400
+            return _form_again(form)
         review = form.review.data
         learner: Learner = current_app.extensions["learner"]
         # Tokenized once, for the prediction and its explanation.
         tokens = learner.model.tokenize(review)
         if not tokens or not has_words(review):
             form.review.errors.append(f"Your review {WORDLESS}")
-            return render_template("index.html", form=form), 400
+            return _form_again(form)
         X = learner.model.transform_tokens([tokens])
         prediction_id, prediction, version = learner.predict([review], client_id(), X)[0]
         return render_template(
@@ -70,3 +80,9 @@ def make_blueprint(limits: Limits) -> Blueprint:
         return redirect(url_for("pages.index"))
 
     return pages
+
+
+def _form_again(form: ReviewForm) -> tuple[str, int]:
+    """The form with what was typed and why it was refused."""
+    return render_template("index.html", form=form, examples=EXAMPLES, min_review=MIN_REVIEW,
+                           max_review=MAX_REVIEW), 400
