@@ -276,7 +276,8 @@ def test_label_and_probability_shown(app: Flask, client, review: str, label: str
     assert stored_label == (label == "positive")
     assert 0.5 <= probability < 1.0
     assert_shown_probability(text_of(html, "probability"), probability)
-    shown = re.search(r'<meter class="meter" dir="rtl" min="0" max="1" value="([\d.]+)"', html).group(1)
+    meter = r'<meter class="meter" dir="rtl" min="0" max="1" value="([\d.]+)"'
+    shown = re.search(meter, html).group(1)
     p_positive = probability if label == "positive" else 1 - probability
     assert float(shown) == round(p_positive, 4)
 
