@@ -11,7 +11,7 @@ export ACLIMDB_ARCHIVE ?= $(SHARED)/data/aclImdb_v1_labeled.tar.gz
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: help run test test-fast lint train bench bench-serving browser clean
+.PHONY: help run test test-fast lint train bench bench-serving browser clean deep
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -30,6 +30,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The Keras models (JAX backend): training them and serving a "kind": "keras"
+# model folder. Not needed to serve the committed linear model (make run).
+$(VENV)/.deep: $(VENV)/.runtime requirements-deep.txt
+	$(PY) -m pip install --quiet -r requirements-deep.txt
+	touch $@
+
+deep: $(VENV)/.deep ## install the Keras models' requirements (requirements-deep.txt) into .venv
+
 run: $(VENV)/.runtime ## serve the app on http://127.0.0.1:5000 with the committed model (ARGS: app.py options)
 	$(PY) app.py $(ARGS)
 
@@ -41,7 +49,7 @@ browser: ## install Debian's Chromium for the browser test (never a downloaded o
 			chromium chromium-driver fonts-liberation >/dev/null; \
 	fi
 
-test: $(VENV)/.dev browser ## install the test tools and a browser, run the whole test suite
+test: $(VENV)/.dev $(VENV)/.deep browser ## install the test tools, Keras and a browser, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev ## the quick tests (under a minute): no slow, browser or real-data test

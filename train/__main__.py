@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from train.data import ARCHIVE_ENV, ARCHIVE_URL, DataError
+from train.deep.presets import DEEP_PRESETS
 from train.presets import PRESETS
 from train.stopwords import MissingStopwordsError
 
@@ -24,8 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m train",
         description="Train the sentiment model out-of-core on aclImdb and pickle it.",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="training recipe: 'default' (ours) or 'book' (the tutorial)")
+    parser.add_argument("--preset", choices=sorted(PRESETS) + sorted(DEEP_PRESETS),
+                        default="default",
+                        help="training recipe: 'default' (ours), 'book' (the tutorial), or a "
+                             "Keras model: 'rnn', 'cnn', 'rcnn' (needs requirements-deep.txt "
+                             "and --out)")
     parser.add_argument("--archive", metavar="PATH",
                         help=f"local aclImdb archive; else ${ARCHIVE_ENV}; "
                              f"else download {ARCHIVE_URL}")
@@ -34,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse-csv", action="store_true",
                         help="train from an existing --csv instead of rebuilding it "
                              "from the archive")
-    parser.add_argument("--out", type=Path, default=ROOT / "pkl_objects",
-                        help="folder for classifier.pkl, stopwords.pkl, manifest.json")
+    parser.add_argument("--out", type=Path,
+                        help="model folder (default: pkl_objects, for the linear presets)")
     parser.add_argument("--no-save", action="store_true", help="train and report, write no pickles")
     parser.add_argument("--report-dir", type=Path, default=ROOT / "reports",
                         help="folder for train-PRESET.json and its learning-curve PNG")
@@ -51,6 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--seed must be between 0 and {MAX_SEED}")
     if args.reuse_csv and not args.csv.is_file():
         parser.error(f"--reuse-csv: {args.csv} does not exist")
+    if args.preset in DEEP_PRESETS:
+        if args.out is None and not args.no_save:
+            parser.error(f"--preset {args.preset}: give --out DIR (pkl_objects/ holds the "
+                         f"committed linear model)")
+        if args.copies != 1:
+            parser.error("--copies is for the linear presets")
+    elif args.out is None:
+        args.out = ROOT / "pkl_objects"
     return args
 
 
@@ -98,14 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         with ctrl_c_stops_main_process_only():
-            from train.train import run
+            out = None if args.no_save else args.out
+            if args.preset in DEEP_PRESETS:
+                from train.deep.train import run as run_deep
 
-            report = run(
-                PRESETS[args.preset], args.archive, args.csv,
-                None if args.no_save else args.out, args.report_dir,
-                workers=args.workers, seed=args.seed, copies=args.copies,
-                skip_csv=args.reuse_csv, progress=not args.quiet,
-            )
+                report = run_deep(DEEP_PRESETS[args.preset], args.archive, args.csv, out,
+                                  args.report_dir, seed=args.seed, skip_csv=args.reuse_csv,
+                                  progress=not args.quiet)
+            else:
+                from train.train import run
+
+                report = run(
+                    PRESETS[args.preset], args.archive, args.csv, out, args.report_dir,
+                    workers=args.workers, seed=args.seed, copies=args.copies,
+                    skip_csv=args.reuse_csv, progress=not args.quiet,
+                )
     except (DataError, MissingStopwordsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
