@@ -11,7 +11,7 @@ export ACLIMDB_ARCHIVE ?= $(SHARED)/data/aclImdb_v1_labeled.tar.gz
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: help run test test-fast lint train bench bench-serving browser clean deep
+.PHONY: help run test test-fast lint train bench bench-serving browser axe clean deep
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -49,7 +49,14 @@ browser: ## install Debian's Chromium for the browser test (never a downloaded o
 			chromium chromium-driver fonts-liberation >/dev/null; \
 	fi
 
-test: $(VENV)/.dev $(VENV)/.deep browser ## install the test tools, Keras and a browser, run the whole test suite
+# axe-core (npm, pinned) for the accessibility test, injected into pages in Chromium.
+AXE := .tools/node_modules/axe-core/axe.min.js
+$(AXE):
+	npm install --silent --no-audit --no-fund --prefix .tools axe-core@4.14.1
+
+axe: $(AXE) ## install axe-core (npm, pinned) into .tools/ for the accessibility test
+
+test: $(VENV)/.dev $(VENV)/.deep browser $(AXE) ## install the test tools, Keras, a browser and axe-core, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev ## the quick tests (under a minute): no slow, browser or real-data test
@@ -69,4 +76,4 @@ bench-serving: $(VENV)/.runtime ## requests/s and latency of the served app, aga
 	$(PY) -m bench.serving $(ARGS)
 
 clean: ## remove the virtual environment, caches and the training CSV
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache data
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache data .tools
