@@ -42,6 +42,20 @@ def with_learning_rate(model: Any, rate: float) -> Any:
     return model.clone(DeepState(state.names, tuple(arrays)))
 
 
+def with_layers(model: Any, layers: str) -> Any:
+    """``model`` learning feedback in ``layers`` ("all" or "embedding")."""
+    from sentiment.models.deep.engine import engine_for
+    from sentiment.models.deep.served import DeepModel
+
+    online = {**model.manifest["online"], "layers": layers}
+    manifest = {**model.manifest, "online": online}
+    engine = engine_for(manifest["architecture"], model.vocabulary.size,
+                        model.vocabulary.seq_len, manifest["hyper_parameters"], online)
+    twin = DeepModel(engine, model.vocabulary, manifest, model.engine.to_device(
+        model.state().arrays))
+    return twin
+
+
 def replay(model: Any, X: np.ndarray, y: np.ndarray, n: int) -> dict[str, Any]:
     """N verdicts (true labels, every other one flipped), each between two predictions."""
     live = model.clone()
@@ -103,11 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviews", type=int, default=10)
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--rates", help="comma-separated learning rates (default: the model's)")
+    parser.add_argument("--layers", choices=("all", "embedding"),
+                        help="what feedback moves (default: the model's online setting)")
     args = parser.parse_args(argv)
     backend.prepare()  # one CPU, before the model makes its first array
     from sentiment.models.deep.served import DeepModel
 
     model = DeepModel.load(args.model_dir)
+    if args.layers:
+        model = with_layers(model, args.layers)
     texts, y = load_holdout(args.model_dir / "holdout.csv.gz")
     X = model.transform(texts)
     if args.replay is not None:

@@ -44,7 +44,8 @@ class DeepPreset:
     validation_split: str = "movies"
     # Feedback: plain SGD, one verdict per step, on the dropout-free model.
     online: dict[str, Any] = field(
-        default_factory=lambda: {"optimizer": "sgd", "learning_rate": 0.05})
+        default_factory=lambda: {"optimizer": "sgd", "learning_rate": 0.003,
+                                 "layers": "embedding"})
     evaluations: tuple[EvalSet, ...] = (OFFICIAL_TEST, TUTORIAL_5K, SHORT_TEST)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ Every input shape compiles once, so batches are padded to :data:`BATCH_SIZES`.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -39,12 +40,12 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(architecture: str, vocab_size: int, seq_len: int,
-               params: Mapping[str, Any], learning_rate: float) -> Engine:
+               params: Mapping[str, Any], online: Mapping[str, Any]) -> Engine:
     """The process's engine for this configuration (built, and compiled, once)."""
-    key = repr((architecture, vocab_size, seq_len, sorted(params.items()), learning_rate))
+    key = json.dumps([architecture, vocab_size, seq_len, params, online], sort_keys=True)
     with _engines_lock:
         if key not in _engines:
-            _engines[key] = Engine(architecture, vocab_size, seq_len, params, learning_rate)
+            _engines[key] = Engine(architecture, vocab_size, seq_len, params, online)
         return _engines[key]
 
 
@@ -52,7 +53,9 @@ class Engine:
     """One dropout-free Keras model of an architecture and its jitted functions."""
 
     def __init__(self, architecture: str, vocab_size: int, seq_len: int,
-                 params: Mapping[str, Any], learning_rate: float) -> None:
+                 params: Mapping[str, Any], online: Mapping[str, Any]) -> None:
+        """``online``: ``learning_rate`` of the SGD step, and ``layers``: "embedding"
+        (feedback moves only the vectors of the review's words) or "all"."""
         keras = backend.prepare()  # before the first array: pins this process to one CPU
         import jax
         import jax.numpy as jnp
@@ -64,7 +67,7 @@ class Engine:
         if any("seed_generator" not in v.path for v in model.non_trainable_variables):
             raise ValueError(f"{architecture}: non-trainable weights are not supported")
         self.seq_len = seq_len
-        self.optimizer = keras.optimizers.SGD(learning_rate=learning_rate)
+        self.optimizer = keras.optimizers.SGD(learning_rate=float(online["learning_rate"]))
         self.optimizer.build(model.trainable_variables)
         self.weight_names = tuple(v.path for v in model.trainable_variables)
         self.names = self.weight_names + tuple(v.path for v in self.optimizer.variables)
@@ -80,14 +83,26 @@ class Engine:
             out, _ = model.stateless_call(list(weights), constants, x, training=False)
             return out[:, 0]
 
+        layers = online.get("layers", "all")
+        if layers not in ("all", "embedding"):
+            raise ValueError(f"online layers must be 'all' or 'embedding', got {layers!r}")
+        learned = [i for i, name in enumerate(self.weight_names)
+                   if layers == "all" or name.startswith(f"{EMBEDDING}/")]
+
         def step(params: Params, x: Any, y: Any) -> Params:
             weights, opt = list(params[:n_weights]), list(params[n_weights:])
 
-            def loss(w: list[Any]) -> Any:
+            def loss(trained: list[Any]) -> Any:
+                w = list(weights)
+                for i, value in zip(learned, trained, strict=True):
+                    w[i] = value
                 z = logits(tuple(w), x)
                 return jnp.mean(jax.nn.softplus(z) - y * z)  # cross-entropy from the logit
 
-            grads = jax.grad(loss)(weights)
+            # Weights not learned get a zero gradient: SGD leaves them exactly as they were.
+            grads = [jnp.zeros_like(w) for w in weights]
+            for i, g in zip(learned, jax.grad(loss)([weights[i] for i in learned]), strict=True):
+                grads[i] = g
             weights, opt = optimizer.stateless_apply(opt, grads, weights)
             return (*weights, *opt)
 

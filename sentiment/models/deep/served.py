@@ -73,8 +73,7 @@ class DeepModel:
         vocabulary = Vocabulary.from_bytes(data[VOCABULARY])
         weights = DeepState.from_bytes(data[WEIGHTS])
         engine = engine_for(manifest["architecture"], vocabulary.size, vocabulary.seq_len,
-                            manifest["hyper_parameters"],
-                            float(manifest["online"]["learning_rate"]))
+                            manifest["hyper_parameters"], manifest["online"])
         arrays = (*weights.arrays, *engine.initial_optimizer_state())
         if not engine.fits(weights.names + engine.names[len(weights.names):], arrays):
             raise ValueError(f"{model_dir / WEIGHTS} does not hold the weights of this "
