@@ -9,6 +9,10 @@ SHARED ?= $(abspath ../shared)
 export NLTK_DATA ?= $(SHARED)/nltk_data
 export ACLIMDB_ARCHIVE ?= $(SHARED)/data/aclImdb_v1_labeled.tar.gz
 PYTEST_ARGS ?=
+# make run MODEL=PRESET: serve a model of that preset (rnn, cnn, rcnn, book, default)
+# from models/PRESET, training it there first if it is not yet.
+MODEL ?=
+DEEP_PRESETS := rnn cnn rcnn
 ARGS ?=
 
 .PHONY: help run test test-fast lint train bench bench-serving browser axe clean deep
@@ -38,8 +42,13 @@ $(VENV)/.deep: $(VENV)/.runtime requirements-deep.txt
 
 deep: $(VENV)/.deep ## install the Keras models' requirements (requirements-deep.txt) into .venv
 
-run: $(VENV)/.runtime ## serve the app on http://127.0.0.1:5000 with the committed model (ARGS: app.py options)
-	$(PY) app.py $(ARGS)
+run: $(VENV)/.runtime $(if $(MODEL),models/$(MODEL)/manifest.json) ## serve the app on http://127.0.0.1:5000 with the committed model (MODEL=cnn: a trained preset; ARGS: app.py options)
+	$(if $(MODEL),SENTIMENT_MODEL_DIR=models/$(MODEL)) $(PY) app.py $(ARGS)
+
+# A preset trained from the archive ($$ACLIMDB_ARCHIVE, else downloaded) into models/.
+models/%/manifest.json: $(VENV)/.runtime
+	$(if $(filter $*,$(DEEP_PRESETS)),$(MAKE) deep)
+	$(PY) -m train --preset $* --out models/$*
 
 browser: ## install Debian's Chromium for the browser test (never a downloaded one)
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -51,3 +51,15 @@ def test_without_an_archive_it_exits_2_with_one_line(tmp_path: Path) -> None:
                           text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_ensemble_scores_its_members_mean_probability_and_sums_their_costs() -> None:
+    a = {"positive": {"accuracy_test": [0.9, 0.4, 0.2]}, "labels": {"accuracy_test": [1, 1, 0]},
+         "wall_s": 10.0, "predict_p50_ms": 0.5, "batch_predictions_per_s": 900.0}
+    b = {"positive": {"accuracy_test": [0.3, 0.8, 0.45]}, "labels": {"accuracy_test": [1, 1, 0]},
+         "wall_s": 30.0, "predict_p50_ms": 2.0, "batch_predictions_per_s": 100.0}
+    figures = architectures.ensemble([a, b])
+    # means 0.6, 0.6, 0.325: all three right, where each member alone got two of three
+    assert figures["accuracy_test"] == 1.0
+    assert figures["wall_s"] == 40.0 and figures["predict_p50_ms"] == 2.5
+    assert "batch_predictions_per_s" not in figures

@@ -73,18 +73,27 @@ RNN = DeepPreset(
     ),
     architecture="rnn",
     hyper_parameters={"embedding_dim": 128, "cell": "gru", "units": 64},
-    epochs=4,
+    epochs=3,
+    checks_per_epoch=2,
+    anneal=0.1,
+    patience=2,
 )
 
 CNN = DeepPreset(
     name="cnn",
     description=(
-        "Kim (2014): convolutions of widths 3, 4 and 5 over 128-dim word embeddings, "
-        "ReLU, max-over-time pooling, dropout 0.5, a logistic output; Adam"
+        "Kim (2014): 200 convolutions of each width 3, 4 and 5 over 128-dim word "
+        "embeddings of every word (the first 600), ReLU, max-over-time pooling, dropout "
+        "0.5, a logistic output; Adam"
     ),
     architecture="cnn",
-    hyper_parameters={"embedding_dim": 128, "widths": [3, 4, 5], "filters": 100},
-    epochs=6,
+    hyper_parameters={"embedding_dim": 128, "widths": [3, 4, 5], "filters": 200},
+    stopwords="none",
+    seq_len=600,
+    epochs=3,
+    checks_per_epoch=2,
+    anneal=0.1,
+    patience=2,
 )
 
 RCNN = DeepPreset(
@@ -92,11 +101,16 @@ RCNN = DeepPreset(
     description=(
         "Lai et al. (2015): each word's embedding between its left and right recurrent "
         "contexts (bidirectional GRU), a tanh projection, max-pooling over time, dropout, "
-        "a logistic output; Adam"
+        "a logistic output, over every word (the first 600); Adam"
     ),
     architecture="rcnn",
     hyper_parameters={"embedding_dim": 128, "cell": "gru", "units": 64, "hidden": 100},
-    epochs=4,
+    stopwords="none",
+    seq_len=600,
+    epochs=3,
+    checks_per_epoch=2,
+    anneal=0.1,
+    patience=2,
 )
 
 DEEP_PRESETS = {p.name: p for p in (RNN, CNN, RCNN)}

@@ -21,12 +21,15 @@ EMBEDDING = "embedding"
 LOGIT = "logit"
 
 # Defaults for each architecture's hyper-parameters (a preset overrides them).
+# embedding_dropout: share of the embeddings' values dropped in training;
+# word_dropout: share of the words whose whole vector is dropped.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "rnn": {"embedding_dim": 128, "cell": "gru", "units": 64, "embedding_dropout": 0.0},
+    "rnn": {"embedding_dim": 128, "cell": "gru", "units": 64, "embedding_dropout": 0.0,
+            "word_dropout": 0.0},
     "cnn": {"embedding_dim": 128, "widths": [3, 4, 5], "filters": 100,
-            "embedding_dropout": 0.0},
+            "embedding_dropout": 0.0, "word_dropout": 0.0},
     "rcnn": {"embedding_dim": 128, "cell": "gru", "units": 64, "hidden": 100,
-             "embedding_dropout": 0.0},
+             "embedding_dropout": 0.0, "word_dropout": 0.0},
 }
 
 
@@ -72,6 +75,9 @@ def build(name: str, vocab_size: int, seq_len: int, dropout: float,
     x = embedded
     if dropout and hp["embedding_dropout"]:
         x = layers.Dropout(hp["embedding_dropout"], name="embedding_dropout")(x)
+    if dropout and hp["word_dropout"]:
+        x = layers.Dropout(hp["word_dropout"], noise_shape=(None, seq_len, 1),
+                           name="word_dropout")(x)
     if name == "cnn":
         pooled = [layers.GlobalMaxPooling1D(name=f"max{w}")(
                       layers.Conv1D(hp["filters"], w, activation="relu", name=f"conv{w}",
