@@ -60,6 +60,7 @@ from bench import library_versions, versions_line
 from bench.tutorial_app import THREADS as TUTORIAL_THREADS
 from bench.tutorial_app import TutorialError, check_model_dir
 from sentiment.serving.process import usable_cores
+from sentiment.serving.server import STOP_GRACE
 from sentiment.settings import DEFAULT_THREADS
 from train.data import DataError, given_archive, resolve_archive
 
@@ -202,9 +203,11 @@ class Server:
         return sum(sum(p.cpu_times()[:2]) for p in self.processes())
 
     def stop(self) -> None:
+        """TERM, then wait past gunicorn's grace period: a worker finishing a checkpoint
+        (seconds for a deep model's holdout) is killed at its end, never left behind."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=STOP_GRACE + 30)
 
 
 @dataclass

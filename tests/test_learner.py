@@ -354,6 +354,33 @@ def test_background_timer_saves_waiting_verdicts(make_app):
     assert learner.version.last_feedback_id == 1
 
 
+def test_with_the_timer_running_no_request_waits_for_a_checkpoint(make_app, monkeypatch):
+    app = make_app(CHECKPOINT_SECONDS=3600.0, CHECKPOINT_EVERY=2)
+    learner = app.extensions["learner"]
+    learner.start_background_checkpoints()
+    slow_scoring = threading.Event()
+    checkpointing_threads: list[str] = []
+    original = learner.holdout_accuracy
+
+    def scoring(*args, **kwargs):
+        checkpointing_threads.append(threading.current_thread().name)
+        slow_scoring.wait(30)  # a deep model's holdout takes seconds
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(learner, "holdout_accuracy", scoring)
+    started = time.monotonic()
+    honest(learner, 2, seed=4)  # the second verdict makes a checkpoint due
+    assert time.monotonic() - started < 20  # answered while the scoring still waits
+    deadline = time.monotonic() + 30
+    while not checkpointing_threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpointing_threads and set(checkpointing_threads) == {"checkpoint-timer"}
+    slow_scoring.set()
+    while learner.version.name == "base" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert learner.version.name == "v000001" and learner.version.last_feedback_id == 2
+
+
 def test_the_guard_holdout_is_prepared_after_the_first_verdict_not_before(make_app):
     learner = make_app().extensions["learner"]
     rng = random.Random(5)

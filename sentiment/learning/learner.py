@@ -129,8 +129,17 @@ class Learner:
         """Catch up with the log (new rows, or a quarantine elsewhere); cheap when idle.
 
         Also checkpoints when one is due, even with no new rows: that is how
-        the background timer saves verdicts after ``checkpoint_seconds``.
+        the background timer saves verdicts after ``checkpoint_seconds``. With
+        the timer running (a server), a request that finds a checkpoint due
+        wakes the timer instead of scoring the holdout itself: for a deep
+        model that takes seconds, and no request should wait for it.
         """
+        self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
+
+    def _sync_in_background(self) -> None:
+        self._sync(checkpoint_here=True)
+
+    def _sync(self, checkpoint_here: bool) -> None:
         self._adopt_published()
         head_id, generation = self.feedback.head()
         if (head_id <= self._head_seen and generation == self.generation
@@ -146,7 +155,10 @@ class Learner:
                 # handed out in commit order), so it is applied unless not accepted.
                 self._head_seen = max(self._head_seen, head_id)
             due = self._checkpoint_due()
-        if due:
+        if due and not checkpoint_here:
+            assert self._timer is not None
+            self._timer.wake()
+        elif due:
             try:
                 self._run_checkpoint(force=False, if_due=True)
             except (OSError, sqlite3.Error):
@@ -419,7 +431,8 @@ class Learner:
         """
         if self._timer is None:
             interval = max(1.0, min(self.config.checkpoint_seconds, 10.0))
-            self._timer = PeriodicThread(self.sync, interval, "checkpoint-timer")
+            self._timer = PeriodicThread(self._sync_in_background, interval,
+                                         "checkpoint-timer")
             self._timer.start()
 
     def stop_threads(self) -> None:

@@ -12,8 +12,8 @@ log = logging.getLogger(__name__)
 class PeriodicThread:
     """Calls ``work`` every ``interval`` seconds until :meth:`stop`.
 
-    The learner checkpoints when a request finds a checkpoint due; with no
-    traffic, this thread is what saves the last verdicts after
+    A request that finds a checkpoint due wakes it (:meth:`wake`); with no
+    traffic, its ticks are what save the last verdicts after
     ``checkpoint_seconds``. A failed call is logged and retried at the next
     tick, so that one full disk does not end checkpointing for good.
     """
@@ -22,21 +22,32 @@ class PeriodicThread:
         self._work = work
         self._interval = interval
         self._stopping = threading.Event()
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
+        while True:
+            self._woken.wait(self._interval)
+            self._woken.clear()
+            if self._stopping.is_set():
+                return
             try:
                 self._work()
             except Exception:  # keep the timer alive; the next tick retries
                 log.exception("%s failed", self._thread.name)
 
+    def wake(self) -> None:
+        """Call ``work`` now rather than at the next tick (at once if it is idle, else
+        right after the call under way)."""
+        self._woken.set()
+
     def stop(self) -> None:
         """Stop ticking and wait for a call under way to finish."""
         self._stopping.set()
+        self._woken.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
