@@ -9,8 +9,8 @@ SHARED ?= $(abspath ../shared)
 export NLTK_DATA ?= $(SHARED)/nltk_data
 export ACLIMDB_ARCHIVE ?= $(SHARED)/data/aclImdb_v1_labeled.tar.gz
 PYTEST_ARGS ?=
-# make run MODEL=PRESET: serve a model of that preset (rnn, cnn, rcnn, book, default)
-# from models/PRESET, training it there first if it is not yet.
+# make run MODEL=PRESET: serve a model of that preset (rnn, cnn, rcnn, cnn+rcnn, book,
+# default) from models/PRESET, training it there first if it is not yet.
 MODEL ?=
 DEEP_PRESETS := rnn cnn rcnn
 ARGS ?=
@@ -44,6 +44,10 @@ deep: $(VENV)/.deep ## install the Keras models' requirements (requirements-deep
 
 run: $(VENV)/.runtime $(if $(MODEL),models/$(MODEL)/manifest.json) ## serve the app on http://127.0.0.1:5000 with the committed model (MODEL=cnn: a trained preset; ARGS: app.py options)
 	$(if $(MODEL),SENTIMENT_MODEL_DIR=models/$(MODEL)) $(PY) app.py $(ARGS)
+
+# The cnn and rcnn presets answering together, from their trained folders.
+models/cnn+rcnn/manifest.json: models/cnn/manifest.json models/rcnn/manifest.json
+	$(PY) -m train.deep.ensemble models/cnn models/rcnn --out models/cnn+rcnn
 
 # A preset trained from the archive ($$ACLIMDB_ARCHIVE, else downloaded) into models/.
 models/%/manifest.json: $(VENV)/.runtime

@@ -37,7 +37,8 @@ SENTENCES = ROOT.parent / "shared" / "data" / "sentences"
 TUTORIAL_5K = (45_000, 50_000)  # rows of the shuffled CSV the tutorial tests on
 BATCH = 1_000
 # Ensembles scored from their members' probabilities (the mean), members measured above.
-ENSEMBLES = {"default+cnn": ("default", "cnn"), "rnn+cnn+rcnn": ("rnn", "cnn", "rcnn")}
+ENSEMBLES = {"default+cnn": ("default", "cnn"), "cnn+rcnn": ("cnn", "rcnn"),
+             "rnn+cnn+rcnn": ("rnn", "cnn", "rcnn")}
 
 
 # -- training -------------------------------------------------------------------
@@ -251,7 +252,9 @@ a server worker runs it. In brackets: the ratio to the default linear model in t
 
 Ensembles (the last columns) answer with the mean of their members' probabilities; their
 accuracies are computed from the members' answers above, and their costs are the
-members' sums (one prediction runs every member in turn).
+members' sums (one prediction runs every member in turn). cnn+rcnn is also served as a
+model (`python -m train.deep.ensemble`, `make run MODEL=cnn+rcnn`); the others are
+figures only.
 
 \\* The tutorial's split is rows 45,000-50,000 of the shuffled CSV of all 50,000 reviews:
 the book preset never trains on it; the other presets train on the official train split,

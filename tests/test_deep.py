@@ -66,6 +66,25 @@ def tiny_deep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "model"
 
 
+@pytest.fixture(scope="session")
+def tiny_ensemble_dir(tiny_deep_dir: Path) -> Path:
+    """The tiny CNN and a tiny RCNN of the same vocabulary, composed into an ensemble."""
+    from train.deep.ensemble import compose
+    from train.deep.presets import RCNN
+    from train.deep.train import run
+    from train.presets import OFFICIAL_TEST
+
+    folder = tiny_deep_dir.parent
+    preset = replace(RCNN, vocabulary=200, seq_len=40, epochs=2, holdout=100, validation=100,
+                     batch_size=50, stopwords="none", evaluations=(OFFICIAL_TEST,),
+                     optimizer={"name": "adam", "learning_rate": 0.01},
+                     hyper_parameters={"embedding_dim": 16, "units": 8, "hidden": 16})
+    run(preset, None, folder / "reviews.csv", folder / "rcnn", folder / "reports", skip_csv=True,
+        progress=False, check_online=False)
+    compose([tiny_deep_dir, folder / "rcnn"], folder / "ensemble", folder / "reviews.csv")
+    return folder / "ensemble"
+
+
 # -- encoding and state: no Keras needed ---------------------------------------
 def test_words_lowercase_strip_tags_and_keep_inner_apostrophes() -> None:
     assert words("Don’t MISS it!<br /><br />A 10/10 film") == ["don't", "miss", "it", "a",
@@ -288,3 +307,61 @@ def test_a_restart_replays_only_what_the_checkpoint_lacks(
     assert status["model_version"] == "v000005+8" and status["model_digest"] == digest
     assert restarted.extensions["learner"].model.state().equals(
         restarted.extensions["learner"].rebuild().state())
+
+
+# -- an ensemble ------------------------------------------------------------------
+@needs_keras
+def test_an_ensemble_answers_with_its_members_mean_and_explains_with_their_words(
+        tiny_ensemble_dir: Path) -> None:
+    from sentiment.models import load_model
+    from sentiment.models.deep.ensemble import EnsembleModel
+
+    ensemble = load_model(tiny_ensemble_dir)
+    assert isinstance(ensemble, EnsembleModel) and list(ensemble.members) == ["cnn", "rcnn"]
+    manifest = json.loads((tiny_ensemble_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "ensemble" and manifest["accuracy"]["test"] > 0.9
+    texts = [make_review(random.Random(i), i % 2) for i in range(20)]
+    X = ensemble.transform(texts)
+    cnn, rcnn = (load_model(tiny_ensemble_dir / name) for name in ("cnn", "rcnn"))
+    expected = (cnn.probabilities(X) + rcnn.probabilities(X)) / np.float32(2)  # type: ignore[attr-defined]
+    assert np.allclose(ensemble.probabilities(X), expected, atol=1e-7)
+    assert ensemble.explain(REVIEW, k=3)[0][0] in {"wonderful", "brilliant", "moving", "loved"}
+
+
+@needs_keras
+def test_an_ensemble_refuses_members_that_do_not_fit(tiny_ensemble_dir: Path,
+                                                     tmp_path: Path) -> None:
+    from train.deep.ensemble import EnsembleError, compose
+
+    cnn = tiny_ensemble_dir / "cnn"
+    with pytest.raises(EnsembleError, match="two members of preset 'cnn'"):
+        compose([cnn, cnn], tmp_path / "twice", None)
+    with pytest.raises(EnsembleError, match="at least two members"):
+        compose([cnn], tmp_path / "alone", None)
+    assert not (tmp_path / "twice").exists() and not (tmp_path / "twice.partial").exists()
+    done = subprocess.run([sys.executable, "-m", "train.deep.ensemble", str(cnn),
+                           str(ROOT / "pkl_objects"), "--out", str(tmp_path / "mixed"),
+                           "--no-eval"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ")
+    assert "not a Keras model folder" in done.stderr
+
+
+@needs_keras
+def test_an_ensemble_learns_each_verdict_in_every_member_and_replays_bit_for_bit(
+        deep_app: Callable[..., Any], tiny_ensemble_dir: Path) -> None:
+    app = deep_app(MODEL_DIR=str(tiny_ensemble_dir), CHECKPOINT_EVERY=4,
+                   CHECKPOINT_SECONDS=3600)
+    learner = app.extensions["learner"]
+    before = {n: m.state().digest() for n, m in learner.model.members.items()}
+    give_verdicts(app, 6)
+    after = {n: m.state().digest() for n, m in learner.model.members.items()}
+    assert all(after[n] != before[n] for n in before)  # every member moved
+    status = health(app)
+    assert status["model_version"] == "v000001+6"  # checkpointed after the 4th verdict
+    restarted = deep_app(MODEL_DIR=str(tiny_ensemble_dir), CHECKPOINT_EVERY=4,
+                         CHECKPOINT_SECONDS=3600)
+    assert health(restarted)["model_digest"] == status["model_digest"]
+    assert restarted.extensions["learner"].model.state().equals(
+        restarted.extensions["learner"].rebuild().state())
+    page = restarted.test_client().post("/results", data={"review": REVIEW})
+    assert page.status_code == 200 and "towards positive" in page.get_data(as_text=True)

@@ -65,6 +65,10 @@ class DeepPreset:
         return asdict(self)
 
 
+# A recurrent model's prediction moves far more per embedding step than the cnn's
+# (docs/deep-models.md, "Learning from verdicts"): a thirtieth of its rate.
+RECURRENT_ONLINE = {"optimizer": "sgd", "learning_rate": 0.0001, "layers": "embedding"}
+
 RNN = DeepPreset(
     name="rnn",
     description=(
@@ -73,6 +77,7 @@ RNN = DeepPreset(
     ),
     architecture="rnn",
     hyper_parameters={"embedding_dim": 128, "cell": "gru", "units": 64},
+    online=RECURRENT_ONLINE,
     epochs=3,
     checks_per_epoch=2,
     anneal=0.1,
@@ -105,6 +110,7 @@ RCNN = DeepPreset(
     ),
     architecture="rcnn",
     hyper_parameters={"embedding_dim": 128, "cell": "gru", "units": 64, "hidden": 100},
+    online=RECURRENT_ONLINE,
     stopwords="none",
     seq_len=600,
     epochs=3,

@@ -37,11 +37,39 @@ WEIGHTS = "weights.npz"
 VOCABULARY = "vocabulary.json"
 
 
-class DeepModel:
+def strongest(pushes: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The ``k`` words of largest push, ties in order of appearance, zeros left out."""
+    ranked = sorted(pushes.items(), key=lambda item: -abs(item[1]))  # stable: first seen
+    return [(word, push) for word, push in ranked if push != 0.0][:k]
+
+
+class AnswersFromProbabilities:
+    """Labels and accuracy of a model that gives P(positive) for each row of features."""
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def transform(self, texts: Sequence[str], chunk: int = 8,
+                  pause: float = 0.0) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_features(self, X: np.ndarray) -> list[Prediction]:
+        return [Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p))
+                for p in self.probabilities(X).tolist()]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.predict_features(self.transform(texts))
+
+    def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean((self.probabilities(X) >= 0.5).astype(np.int64) == y))
+
+
+class DeepModel(AnswersFromProbabilities):
     """A vocabulary, a compiled Keras model (shared by clones) and this model's own arrays.
 
-    Thread-safe: ``_lock`` serialises predictions, explanations and the swap of
-    the arrays after an update, so none sees half of one; updates themselves
+    Thread-safe: an update makes new arrays (JAX arrays never change in place)
+    and swaps the whole tuple under ``_lock``; a prediction or an explanation
+    takes the tuple once, so none sees half of an update. Updates themselves
     are serialised by ``_learning`` (their order matters; the learner also
     holds a lock of its own). Load with :meth:`load`, after which the process
     is pinned to one CPU (:mod:`.backend`).
@@ -148,20 +176,9 @@ class DeepModel:
         return X, y
 
     # -- predicting ------------------------------------------------------------
-    def probabilities(self, X: np.ndarray) -> np.ndarray:
-        with self._lock:
-            params = self._params
-            return self.engine.probabilities(params, X)
-
-    def predict_features(self, X: np.ndarray) -> list[Prediction]:
-        return [Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p))
-                for p in self.probabilities(X).tolist()]
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return self.predict_features(self.transform(texts))
-
-    def accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean((self.probabilities(X) >= 0.5).astype(np.int64) == y))
+    def probabilities(self, X: np.ndarray, params: Params | None = None) -> np.ndarray:
+        """P(positive) of each row, from the current arrays (or ``params``)."""
+        return self.engine.probabilities(self.params() if params is None else params, X)
 
     def explain(self, text: str, k: int = 6, X: np.ndarray | None = None,
                 tokens: list[str] | None = None) -> list[tuple[str, float]]:
@@ -176,27 +193,45 @@ class DeepModel:
             tokens = self.tokenize(text)
         if X is None:
             X = self.transform_tokens([tokens])
-        with self._lock:
-            params = self._params
-            _, pushes = self.engine.explain(params, X[:1])
+        return strongest(self.word_pushes(tokens, X), k)
+
+    def word_pushes(self, tokens: list[str], X: np.ndarray,
+                    params: Params | None = None) -> dict[str, float]:
+        """Each known word of the first row and its total push, in order of appearance."""
+        _, pushes = self.engine.explain(self.params() if params is None else params, X[:1])
         start, stop = self.vocabulary.kept(tokens)
         row = X[0]
         total: dict[str, float] = {}
         for position, word in enumerate(tokens[start:stop]):
             if row[position] != OOV:
                 total[word] = total.get(word, 0.0) + float(pushes[position])
-        ranked = sorted(total.items(), key=lambda item: -abs(item[1]))  # stable: first seen
-        return [(word, push) for word, push in ranked if push != 0.0][:k]
+        return total
 
     # -- learning --------------------------------------------------------------
     def learn_features(self, X: np.ndarray, y: np.ndarray) -> None:
         """One SGD step per row, in order; predictions see the model before or after all."""
         with self._learning:
-            params = self._params
-            for row, label in zip(X, np.asarray(y).tolist(), strict=True):
-                params = self.engine.step(params, row[None, :], int(label))
+            params = self.stepped(X, y)
             with self._lock:
                 self._params = params
+
+    def stepped(self, X: np.ndarray, y: np.ndarray) -> Params:
+        """The arrays after one SGD step per row, in order, left unpublished (an ensemble
+        publishes its members' together; callers serialise their updates)."""
+        params = self.params()
+        for row, label in zip(X, np.asarray(y).tolist(), strict=True):
+            params = self.engine.step(params, row[None, :], int(label))
+        return params
+
+    def params(self) -> Params:
+        """The arrays predictions use now (never changed in place)."""
+        with self._lock:
+            return self._params
+
+    def publish(self, params: Params) -> None:
+        """Make ``params`` (from :meth:`stepped`) the arrays predictions use."""
+        with self._lock:
+            self._params = params
 
     def learn(self, text: str, label: int) -> None:
         self.learn_features(self.transform([text]), np.array([label]))
