@@ -313,16 +313,51 @@ def test_server_ignores_review_and_label_sent_back(app: Flask, client) -> None:
     assert query(app, "SELECT review FROM predictions") == [(POSITIVE_REVIEW,)]
 
 
-def test_repeated_verdict_is_409(csrf_app: Flask, csrf_client, results_page) -> None:
+def test_a_second_vote_shows_the_verdict_already_recorded(csrf_app: Flask, csrf_client,
+                                                            results_page) -> None:
     _, form = results_page
     data = {"csrf_token": field(form, "csrf_token"),
             "prediction_id": field(form, "prediction_id"), "correct": "Correct"}
     assert csrf_client.post("/thanks", data=data).status_code == 200
     before = counts(csrf_app)
+    # Another press, a reload of /thanks or the back button: no error code, the result
     response = csrf_client.post("/thanks", data={**data, "correct": "", "incorrect": "Incorrect"})
-    assert_readable_error(response, 409, "already has a verdict")
+    assert response.status_code == 303
+    view_token = query(csrf_app, "SELECT view_token FROM predictions")[0][0]
+    assert response.headers["Location"].endswith(f"/results/{view_token}")
+    html = csrf_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "already recorded" in html and 'id="recorded"' in html
+    assert "the model was\n  <strong>right</strong>" in html and 'id="correct"' not in html
     assert counts(csrf_app) == before == (1, 1)
     assert query(csrf_app, "SELECT correct FROM feedback") == [(1,)]
+
+
+def test_a_result_has_a_permalink_that_shows_but_does_not_vote(app: Flask, client) -> None:
+    html = analyse(client, POSITIVE_REVIEW).get_data(as_text=True)
+    link = re.search(r'<a href="([^"]+)" id="permalink"', html).group(1)
+    vote_token, view_token = query(app, "SELECT token, view_token FROM predictions")[0]
+    assert link.endswith(f"/results/{view_token}") and vote_token not in link
+    assert len(view_token) >= 22 and view_token != vote_token  # 128 random bits, its own
+    mine = client.get(link)  # the browser that asked: the same page, with its buttons
+    assert mine.status_code == 200
+    page = mine.get_data(as_text=True)
+    label = re.search(r'id="label">(\w+)<', html).group(1)
+    assert re.search(r'id="label">(\w+)<', page).group(1) == label
+    assert re.search(r'id="probability">([^<]+)<', page).group(1) == \
+        re.search(r'id="probability">([^<]+)<', html).group(1)
+    assert POSITIVE_REVIEW in page and f'value="{vote_token}"' in page
+    shared = app.test_client().get(link)  # anyone else the link reaches
+    assert shared.status_code == 200
+    other = shared.get_data(as_text=True)
+    assert POSITIVE_REVIEW in other and 'id="no-verdict"' in other
+    assert vote_token not in other and 'id="correct"' not in other
+    client.post("/thanks", data={"prediction_id": vote_token, "incorrect": "Incorrect"})
+    after = app.test_client().get(link).get_data(as_text=True)
+    assert 'id="recorded"' in after and "<strong>wrong</strong>" in after
+
+
+def test_an_unknown_permalink_is_a_readable_404(client) -> None:
+    assert_readable_error(client.get("/results/" + "A" * 22), 404, "No result has this address")
 
 
 TAMPERED: dict[str, tuple[Callable[[dict], dict], int, str]] = {

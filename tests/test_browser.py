@@ -127,7 +127,16 @@ def test_review_result_and_incorrect_verdict(live_app: tuple[Flask, str], browse
         (pid, 0, 0, "accepted")]
     assert app.extensions["learner"].applied_id == 1
 
-    page.get_by_role("link", name="Analyse another review").click()
+    # The result's permalink, reloaded: the verdict shown instead of the buttons.
+    page.get_by_role("link", name="The result, with your verdict").click()
+    expect(page.locator("#recorded")).to_contain_text("wrong")
+    expect(page.get_by_role("button", name="Incorrect")).to_have_count(0)
+    [(view_token,)] = query(app, "SELECT view_token FROM predictions")
+    assert page.url == f"{base}/results/{view_token}"
+    page.reload()
+    expect(page.locator("#recorded")).to_contain_text("wrong")
+
+    page.get_by_role("link", name="analyse another review").click()
     expect(page.get_by_label("Your movie review")).to_be_visible()
     assert page.url == base + "/"
 

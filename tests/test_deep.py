@@ -246,6 +246,7 @@ def test_the_app_predicts_explains_and_learns_a_verdict(deep_app: Callable[..., 
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Words that pushed the decision" in html and "towards positive" in html
+    assert "A Keras model (cnn) trained" in html  # the footer names what answers
     before = health(app)
     p = app.extensions["learner"].model.probabilities(app.extensions["learner"].model.transform(
         [REVIEW]))[0]

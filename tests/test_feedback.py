@@ -72,6 +72,11 @@ def test_a_log_of_an_earlier_release_is_upgraded_and_keeps_its_rows(tmp_path: Pa
     log.add_verdict(1, correct=False)
     [(new, token)] = log.add_predictions([("A new one.", 0, 0.8, b"columns")], "base+1")
     assert log.prediction_id(token) == new and log.prediction_id("not a token") is None
+    stored_old, stored_new = log.prediction(1), log.prediction(new)
+    assert stored_old is not None and stored_old.view_token is None  # no permalink then
+    assert stored_new is not None and stored_new.view_token not in (None, token)
+    assert log.prediction_to_view(stored_new.view_token) == stored_new  # type: ignore[arg-type]
+    assert log.verdict_on(1) is not None and log.verdict_on(new) is None
     log.add_verdict(new, correct=True)
     old_verdict, new_verdict = log.accepted_after(0)
     assert (old_verdict.review, old_verdict.label, old_verdict.features) == \

@@ -44,6 +44,8 @@ class StoredPrediction:
     probability: float
     model_version: str
     created: str
+    token: str | None = None  # votes: given only to whoever asked
+    view_token: str | None = None  # shows: the result's permalink, for anyone it is shared with
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class DayCounts:
 
 def new_token() -> str:
     """An unguessable prediction token (128 random bits): only whoever got the prediction
-    can vote on it, where sequential ids let anyone vote on anyone's."""
+    can vote on it, where sequential ids let anyone vote on anyone's. A prediction's
+    permalink has a token of its own, so sharing the link never shares the vote."""
     return secrets.token_urlsafe(16)
 
 
@@ -96,6 +99,14 @@ class FeedbackLog(Protocol):
         ...
 
     def prediction(self, prediction_id: int) -> StoredPrediction | None: ...
+
+    def prediction_to_view(self, view_token: str) -> StoredPrediction | None:
+        """The prediction a permalink's token names (None: no such token)."""
+        ...
+
+    def verdict_on(self, prediction_id: int) -> Verdict | None:
+        """The verdict given on a prediction (None: none yet)."""
+        ...
 
     def add_verdict(self, prediction_id: int, correct: bool,
                     client: str | None = None) -> Verdict:

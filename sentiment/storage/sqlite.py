@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     client TEXT,
     created TEXT NOT NULL,
     features BLOB,  -- the review's feature columns (vectorizer.encode_rows), or NULL
-    token TEXT  -- what the client that got the prediction votes with (see new_token)
+    token TEXT,  -- what the client that got the prediction votes with (see new_token)
+    view_token TEXT  -- its permalink's: shows it to anyone, votes for nobody
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -151,8 +152,12 @@ class SQLiteFeedbackLog:
                 db.execute("ALTER TABLE predictions ADD COLUMN features BLOB")
             if "token" not in columns:  # earlier predictions keep none: nobody can vote on them
                 db.execute("ALTER TABLE predictions ADD COLUMN token TEXT")
+            if "view_token" not in columns:  # earlier predictions keep none: no permalink
+                db.execute("ALTER TABLE predictions ADD COLUMN view_token TEXT")
             db.execute("CREATE UNIQUE INDEX IF NOT EXISTS prediction_token"
                        " ON predictions(token) WHERE token IS NOT NULL")
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS prediction_view_token"
+                       " ON predictions(view_token) WHERE view_token IS NOT NULL")
             columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
             if "repeat_of" not in columns:
                 db.execute("ALTER TABLE feedback ADD COLUMN repeat_of INTEGER"
@@ -218,9 +223,9 @@ class SQLiteFeedbackLog:
                 token = new_token()
                 cur = db.execute(
                     "INSERT INTO predictions (review, label, probability, model_version, client,"
-                    " created, features, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created, features, token, view_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (review, label, probability, model_version, client, created, features,
-                     token),
+                     token, new_token()),
                 )
                 # lastrowid is None only before a connection's first INSERT; this one just ran.
                 assert cur.lastrowid is not None
@@ -232,13 +237,24 @@ class SQLiteFeedbackLog:
             "SELECT id FROM predictions WHERE token = ?", (token,)).fetchone()
         return int(row[0]) if row else None
 
+    _PREDICTION_SELECT = ("SELECT id, review, label, probability, model_version, created,"
+                          " token, view_token FROM predictions")
+
     def prediction(self, prediction_id: int) -> StoredPrediction | None:
-        row = self._connect().execute(
-            "SELECT id, review, label, probability, model_version, created"
-            " FROM predictions WHERE id = ?",
-            (prediction_id,),
-        ).fetchone()
+        row = self._connect().execute(f"{self._PREDICTION_SELECT} WHERE id = ?",
+                                      (prediction_id,)).fetchone()
         return StoredPrediction(*row) if row else None
+
+    def prediction_to_view(self, view_token: str) -> StoredPrediction | None:
+        row = self._connect().execute(f"{self._PREDICTION_SELECT} WHERE view_token = ?",
+                                      (view_token,)).fetchone()
+        return StoredPrediction(*row) if row else None
+
+    def verdict_on(self, prediction_id: int) -> Verdict | None:
+        row = self._connect().execute(
+            f"{_VERDICT_SELECT} WHERE f.prediction_id = ? AND f.released_from IS NULL",
+            (prediction_id,)).fetchone()
+        return _verdict(row) if row else None
 
     # -- verdicts ---------------------------------------------------------
     def add_verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:

@@ -129,6 +129,10 @@ def _build(settings: Settings, flask_config: dict[str, Any],
         ),
     )
     app.extensions["stats"] = CachedStats(app.extensions["learner"])
+    kind = app.extensions["learner"].base.manifest.get("kind", "linear")
+    served = ("A linear model trained out-of-core" if kind == "linear" else
+              f"A Keras model ({app.extensions['learner'].base.manifest.get('preset')}) trained")
+    app.jinja_env.globals["served_model"] = served  # the footer of every page
     return app
 
 

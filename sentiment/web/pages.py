@@ -1,11 +1,30 @@
-"""The HTML pages: the review form, the results with their verdict buttons, the thanks."""
+"""The HTML pages: the review form, the results with their verdict buttons, the thanks.
+
+Every result has a permalink, ``/results/<view token>``: the same page, for
+anyone the link is shared with, showing the verdict once one is given. Its
+token only shows; voting takes the prediction's own token, which only the
+browser that asked holds (in the form, and in its signed session, which is
+how the permalink knows to offer that browser the buttons).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from sentiment.learning.learner import Learner
+from sentiment.models.state import LABELS, Prediction
+from sentiment.storage.log import DuplicateVerdict, StoredPrediction
 from sentiment.text.tokenizer import has_words
 from sentiment.web.examples import BY_KEY, EXAMPLES
 from sentiment.web.forms import (
@@ -20,6 +39,9 @@ from sentiment.web.forms import (
 from sentiment.web.limits import Limits, client_id
 
 Page = str | tuple[str, int] | Response
+# Vote tokens of this browser's latest predictions, kept in its session: enough for the
+# results it may still want to vote on, small enough for a cookie (22 characters each).
+MY_PREDICTIONS = 20
 
 
 def make_blueprint(limits: Limits) -> Blueprint:
@@ -51,15 +73,45 @@ def make_blueprint(limits: Limits) -> Blueprint:
             form.review.errors.append(f"Your review {WORDLESS}")
             return _form_again(form)
         X = learner.model.transform_tokens([tokens])
-        prediction_id, prediction, version = learner.predict([review], client_id(), X)[0]
+        token, prediction, version = learner.predict([review], client_id(), X)[0]
+        _remember(token)
+        stored = _stored(learner, token)
         return render_template(
             "results.html",
             review=review,
             prediction=prediction,
-            prediction_id=prediction_id,
+            prediction_id=token,
             model_version=version,
             explanation=learner.model.explain(review, X=X, tokens=tokens),
             verdicts=VERDICT_BUTTONS,
+            permalink=_permalink(stored),
+            verdict=None,
+            can_vote=True,
+        )
+
+    @pages.get("/results/<view_token>")
+    def result(view_token: str) -> Page:
+        """A result again, by its permalink: for anyone; the buttons only for its asker."""
+        learner: Learner = current_app.extensions["learner"]
+        stored = learner.feedback.prediction_to_view(view_token)
+        if stored is None:
+            abort(404, "No result has this address: the link may be cut short or mistyped. "
+                       "You can analyse the review again from the form.")
+        verdict = learner.feedback.verdict_on(stored.id)
+        positive = stored.probability if stored.label == 1 else 1.0 - stored.probability
+        mine = stored.token is not None and stored.token in session.get("mine", [])
+        return render_template(
+            "results.html",
+            review=stored.review,
+            prediction=Prediction(LABELS[stored.label], stored.probability, positive),
+            prediction_id=stored.token if mine else None,
+            model_version=stored.model_version,
+            explanation=learner.model.explain(stored.review),
+            explained_now=learner.model_version,
+            verdicts=VERDICT_BUTTONS,
+            permalink=_permalink(stored),
+            verdict=verdict,
+            can_vote=mine and verdict is None,
         )
 
     @pages.post("/thanks")
@@ -72,14 +124,44 @@ def make_blueprint(limits: Limits) -> Blueprint:
             abort(400, "This feedback form is incomplete or was tampered with. "
                        "Please analyse your review again.")
         learner: Learner = current_app.extensions["learner"]
-        stored = learner.verdict(form.prediction_id.data, verdict, client_id())
-        return render_template("thanks.html", verdict=stored)
+        token = form.prediction_id.data
+        try:
+            stored = learner.verdict(token, verdict, client_id())
+        except DuplicateVerdict:
+            # A second press, a reload or the back button: show what was recorded.
+            link = _permalink(_stored(learner, token))
+            if link is None:  # stored before permalinks: the error page says it
+                raise
+            flash("Your verdict on this result was already recorded; here it is.")
+            return redirect(link, 303)
+        return render_template("thanks.html", verdict=stored,
+                               permalink=_permalink(learner.feedback.prediction(
+                                   stored.prediction_id)))
 
     @pages.get("/thanks")
     def thanks_again() -> Page:
         return redirect(url_for("pages.index"))
 
     return pages
+
+
+def _remember(token: str) -> None:
+    """This browser asked for the prediction ``token`` names: its permalink may offer
+    the buttons here."""
+    mine = [t for t in session.get("mine", []) if t != token]
+    session["mine"] = [token, *mine][:MY_PREDICTIONS]
+
+
+def _stored(learner: Learner, token: str) -> StoredPrediction | None:
+    prediction_id = learner.feedback.prediction_id(token)
+    return None if prediction_id is None else learner.feedback.prediction(prediction_id)
+
+
+def _permalink(stored: StoredPrediction | None) -> str | None:
+    """The result's own address (None for a prediction stored before permalinks)."""
+    if stored is None or stored.view_token is None:
+        return None
+    return url_for("pages.result", view_token=stored.view_token, _external=True)
 
 
 def _form_again(form: ReviewForm) -> tuple[str, int]:
