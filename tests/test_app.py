@@ -260,7 +260,8 @@ def test_review_is_escaped(app: Flask, client) -> None:
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert "<script>alert" not in html and "<b>brilliant" not in html
-    assert "&lt;script&gt;alert(&#39;boo&#39;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#x27;boo&#x27;)&lt;/script&gt;" in html
+    assert shown_review(html) == review  # what the reader sees is the review, whole
     assert query(app, "SELECT review FROM predictions") == [(review,)]
 
 
@@ -345,11 +346,11 @@ def test_a_result_has_a_permalink_that_shows_but_does_not_vote(app: Flask, clien
     assert re.search(r'id="label">(\w+)<', page).group(1) == label
     assert re.search(r'id="probability">([^<]+)<', page).group(1) == \
         re.search(r'id="probability">([^<]+)<', html).group(1)
-    assert POSITIVE_REVIEW in page and f'value="{vote_token}"' in page
+    assert shown_review(page) == POSITIVE_REVIEW and f'value="{vote_token}"' in page
     shared = app.test_client().get(link)  # anyone else the link reaches
     assert shared.status_code == 200
     other = shared.get_data(as_text=True)
-    assert POSITIVE_REVIEW in other and 'id="no-verdict"' in other
+    assert shown_review(other) == POSITIVE_REVIEW and 'id="no-verdict"' in other
     assert vote_token not in other and 'id="correct"' not in other
     client.post("/thanks", data={"prediction_id": vote_token, "incorrect": "Incorrect"})
     after = app.test_client().get(link).get_data(as_text=True)
@@ -530,3 +531,31 @@ def test_the_results_page_names_both_classes_and_its_title_the_result(client) ->
     assert legend and int(legend.group(1)) + int(legend.group(2)) in (99, 100, 101)
     title = re.search(r"<title>(.*?)</title>", html).group(1)
     assert title.endswith("positive – Movie review sentiment") and "%" in title
+
+
+def test_the_review_is_shown_with_its_deciding_words_marked(client) -> None:
+    review = "Brilliant. Brilliant! A <b>wonderful</b> film,\nbut the ending was awful."
+    html = analyse(client, review).get_data(as_text=True)
+    quoted = re.search(r'id="review-text">(.*?)</blockquote>', html, re.S).group(1)
+    marks = re.findall(r'<mark class="(pos|neg) w([1-4])" title="pushed towards '
+                       r'(positive|negative)">([^<]*)</mark>', quoted)
+    assert {(m[0], m[2]) for m in marks} <= {("pos", "positive"), ("neg", "negative")}
+    assert ("pos", "4", "positive", "Brilliant") in marks or \
+        any(word.lower() == "wonderful" for *_, word in marks)
+    # the marks wrap words of the text, which stays escaped and whole
+    assert html_text(quoted) == review and "&lt;b&gt;" in quoted and "<b>" not in quoted
+    assert 'id="legend"' in html
+    chips = re.findall(r"<li class=\"(?:pos|neg)\"><code>([^<]+)</code>", html)
+    assert chips and len(chips) == len(set(chips))
+    assert not any(c in (".", "!", ",") for chip in chips for c in chip.split(" "))
+
+
+def shown_review(page: str) -> str:
+    return html_text(re.search(r'id="review-text">(.*?)</blockquote>', page, re.S).group(1))
+
+
+def html_text(fragment: str) -> str:
+    """What a browser shows of an HTML fragment: tags dropped, entities read."""
+    import html as html_module
+
+    return html_module.unescape(re.sub(r"<[^>]+>", "", fragment))

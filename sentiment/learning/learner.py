@@ -209,11 +209,13 @@ class Learner:
 
     # -- the two things the app does -------------------------------------
     def predict(self, reviews: list[str], client: str | None = None,
-                features: Features | None = None) -> list[tuple[str, Prediction, str]]:
+                features: Features | None = None,
+                browser: str | None = None) -> list[tuple[str, Prediction, str]]:
         """Predict and record each prediction; returns (token, prediction, version).
 
         The token is what a verdict on the prediction names (:meth:`verdict`):
-        only whoever got the prediction knows it.
+        only whoever got the prediction knows it. ``browser``: the asking
+        browser's id (the results page's), stored for its permalinks.
 
         ``features``: the reviews already vectorised by the caller (features do
         not depend on the model's state, only on its base). They are stored
@@ -229,7 +231,7 @@ class Learner:
         rows = self.feedback.add_predictions(
             [(r, int(p.label == "positive"), p.probability, f)
              for r, p, f in zip(reviews, predictions, stored, strict=True)],
-            version, client,
+            version, client, browser,
         )
         return [(token, p, version) for (_, token), p in zip(rows, predictions, strict=True)]
 

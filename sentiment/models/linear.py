@@ -202,11 +202,13 @@ class SentimentModel:
             ranked = np.lexsort((first, -np.abs(pushes)))
             first, pushes = first[ranked].tolist(), pushes[ranked].tolist()
         # "waste", "waste of" and "waste of time" tell the same story: keep the
-        # strongest of n-grams that contain one another.
+        # strongest of n-grams that contain one another. Punctuation is dropped
+        # from what people read ("brilliant ." and ". brilliant" are "brilliant";
+        # "!" alone is left out: its push is real, but it is no word to point at).
         chosen: list[tuple[str, float]] = []
         for position, push in zip(first, pushes, strict=True):
-            gram = self.vectorizer.gram(tokens, position)  # positions as in gram_columns
-            if push == 0.0 or any(_overlaps(gram, other) for other, _ in chosen):
+            gram = _readable(self.vectorizer.gram(tokens, position))  # as in gram_columns
+            if push == 0.0 or not gram or any(_overlaps(gram, other) for other, _ in chosen):
                 continue
             chosen.append((gram, push))
             if len(chosen) == k:
@@ -335,6 +337,11 @@ class SentimentModel:
         with self._weights:  # set_state copies: one copy, of one consistent state
             twin.set_state(self.state(snapshot=False))
         return twin
+
+
+def _readable(gram: str) -> str:
+    """The n-gram's words without its punctuation tokens ("" if it is only those)."""
+    return " ".join(t for t in gram.split(" ") if any(c.isalnum() for c in t))
 
 
 def _overlaps(a: str, b: str) -> bool:

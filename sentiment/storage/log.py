@@ -46,6 +46,7 @@ class StoredPrediction:
     created: str
     token: str | None = None  # votes: given only to whoever asked
     view_token: str | None = None  # shows: the result's permalink, for anyone it is shared with
+    browser: str | None = None  # the asking browser's random id (its session's), if any
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ class FeedbackLog(Protocol):
     """What the learner, the web app and the operator commands use of a log."""
 
     def add_predictions(self, rows: Sequence[tuple[str, int, float, bytes | None]],
-                        model_version: str, client: str | None = None
-                        ) -> list[tuple[int, str]]:
-        """Store (review, label, probability, features) rows; their (id, token), in order."""
+                        model_version: str, client: str | None = None,
+                        browser: str | None = None) -> list[tuple[int, str]]:
+        """Store (review, label, probability, features) rows; their (id, token), in order.
+        ``browser``: the asking browser's id, which its permalinks offer the buttons to."""
         ...
 
     def prediction_id(self, token: str) -> int | None:
@@ -99,6 +101,10 @@ class FeedbackLog(Protocol):
         ...
 
     def prediction(self, prediction_id: int) -> StoredPrediction | None: ...
+
+    def view_token_for(self, token: str) -> str | None:
+        """The permalink token of the prediction a vote token names (None: none)."""
+        ...
 
     def prediction_to_view(self, view_token: str) -> StoredPrediction | None:
         """The prediction a permalink's token names (None: no such token)."""

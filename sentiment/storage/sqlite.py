@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     created TEXT NOT NULL,
     features BLOB,  -- the review's feature columns (vectorizer.encode_rows), or NULL
     token TEXT,  -- what the client that got the prediction votes with (see new_token)
-    view_token TEXT  -- its permalink's: shows it to anyone, votes for nobody
+    view_token TEXT,  -- its permalink's: shows it to anyone, votes for nobody
+    browser TEXT  -- the asking browser's random id: its permalink offers it the buttons
 );
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -154,6 +155,8 @@ class SQLiteFeedbackLog:
                 db.execute("ALTER TABLE predictions ADD COLUMN token TEXT")
             if "view_token" not in columns:  # earlier predictions keep none: no permalink
                 db.execute("ALTER TABLE predictions ADD COLUMN view_token TEXT")
+            if "browser" not in columns:
+                db.execute("ALTER TABLE predictions ADD COLUMN browser TEXT")
             db.execute("CREATE UNIQUE INDEX IF NOT EXISTS prediction_token"
                        " ON predictions(token) WHERE token IS NOT NULL")
             db.execute("CREATE UNIQUE INDEX IF NOT EXISTS prediction_view_token"
@@ -214,6 +217,7 @@ class SQLiteFeedbackLog:
         rows: Sequence[tuple[str, int, float, bytes | None]],
         model_version: str,
         client: str | None = None,
+        browser: str | None = None,
     ) -> list[tuple[int, str]]:
         """Store (review, label, probability, features) rows; their (id, token) in order."""
         created = now()
@@ -223,9 +227,10 @@ class SQLiteFeedbackLog:
                 token = new_token()
                 cur = db.execute(
                     "INSERT INTO predictions (review, label, probability, model_version, client,"
-                    " created, features, token, view_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created, features, token, view_token, browser)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (review, label, probability, model_version, client, created, features,
-                     token, new_token()),
+                     token, new_token(), browser),
                 )
                 # lastrowid is None only before a connection's first INSERT; this one just ran.
                 assert cur.lastrowid is not None
@@ -238,12 +243,17 @@ class SQLiteFeedbackLog:
         return int(row[0]) if row else None
 
     _PREDICTION_SELECT = ("SELECT id, review, label, probability, model_version, created,"
-                          " token, view_token FROM predictions")
+                          " token, view_token, browser FROM predictions")
 
     def prediction(self, prediction_id: int) -> StoredPrediction | None:
         row = self._connect().execute(f"{self._PREDICTION_SELECT} WHERE id = ?",
                                       (prediction_id,)).fetchone()
         return StoredPrediction(*row) if row else None
+
+    def view_token_for(self, token: str) -> str | None:
+        row = self._connect().execute(
+            "SELECT view_token FROM predictions WHERE token = ?", (token,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     def prediction_to_view(self, view_token: str) -> StoredPrediction | None:
         row = self._connect().execute(f"{self._PREDICTION_SELECT} WHERE view_token = ?",

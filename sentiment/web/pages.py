@@ -3,8 +3,9 @@
 Every result has a permalink, ``/results/<view token>``: the same page, for
 anyone the link is shared with, showing the verdict once one is given. Its
 token only shows; voting takes the prediction's own token, which only the
-browser that asked holds (in the form, and in its signed session, which is
-how the permalink knows to offer that browser the buttons).
+browser that asked holds. The prediction is stored with that browser's random
+id (kept in its signed session), which is how the permalink knows to offer
+that browser, and no other, the buttons.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from werkzeug.wrappers import Response
 
 from sentiment.learning.learner import Learner
 from sentiment.models.state import LABELS, Prediction
-from sentiment.storage.log import DuplicateVerdict, StoredPrediction
+from sentiment.storage.log import DuplicateVerdict, StoredPrediction, new_token
 from sentiment.text.tokenizer import has_words
 from sentiment.web.examples import BY_KEY, EXAMPLES
 from sentiment.web.forms import (
@@ -36,12 +37,12 @@ from sentiment.web.forms import (
     ReviewForm,
     typed_text_only,
 )
+from sentiment.web.highlight import as_html, highlighted
 from sentiment.web.limits import Limits, client_id
 
 Page = str | tuple[str, int] | Response
-# Vote tokens of this browser's latest predictions, kept in its session: enough for the
-# results it may still want to vote on, small enough for a cookie (22 characters each).
-MY_PREDICTIONS = 20
+# Phrases listed under the review, and phrases whose words are marked in it.
+LISTED, MARKED = 6, 10  # LIME shows ten by default
 
 
 def make_blueprint(limits: Limits) -> Blueprint:
@@ -52,6 +53,7 @@ def make_blueprint(limits: Limits) -> Blueprint:
         """The form; ``?example=KEY`` fills it with an example (JavaScript does it in place,
         this is the same without JavaScript)."""
         form = ReviewForm()
+        _browser()  # with the form's CSRF secret: one session write, before any result
         example = BY_KEY.get(request.args.get("example", ""))
         if example is not None:
             form.review.data = example
@@ -73,18 +75,18 @@ def make_blueprint(limits: Limits) -> Blueprint:
             form.review.errors.append(f"Your review {WORDLESS}")
             return _form_again(form)
         X = learner.model.transform_tokens([tokens])
-        token, prediction, version = learner.predict([review], client_id(), X)[0]
-        _remember(token)
-        stored = _stored(learner, token)
+        token, prediction, version = learner.predict([review], client_id(), X,
+                                                     browser=_browser())[0]
+        view_token = learner.feedback.view_token_for(token)
         return render_template(
             "results.html",
             review=review,
             prediction=prediction,
             prediction_id=token,
             model_version=version,
-            explanation=learner.model.explain(review, X=X, tokens=tokens),
+            **_explained(review, learner.model.explain(review, MARKED, X=X, tokens=tokens)),
             verdicts=VERDICT_BUTTONS,
-            permalink=_permalink(stored),
+            permalink=_permalink_to(view_token),
             verdict=None,
             can_vote=True,
         )
@@ -99,14 +101,14 @@ def make_blueprint(limits: Limits) -> Blueprint:
                        "You can analyse the review again from the form.")
         verdict = learner.feedback.verdict_on(stored.id)
         positive = stored.probability if stored.label == 1 else 1.0 - stored.probability
-        mine = stored.token is not None and stored.token in session.get("mine", [])
+        mine = stored.browser is not None and stored.browser == session.get("browser")
         return render_template(
             "results.html",
             review=stored.review,
             prediction=Prediction(LABELS[stored.label], stored.probability, positive),
             prediction_id=stored.token if mine else None,
             model_version=stored.model_version,
-            explanation=learner.model.explain(stored.review),
+            **_explained(stored.review, learner.model.explain(stored.review, MARKED)),
             explained_now=learner.model_version,
             verdicts=VERDICT_BUTTONS,
             permalink=_permalink(stored),
@@ -145,11 +147,20 @@ def make_blueprint(limits: Limits) -> Blueprint:
     return pages
 
 
-def _remember(token: str) -> None:
-    """This browser asked for the prediction ``token`` names: its permalink may offer
-    the buttons here."""
-    mine = [t for t in session.get("mine", []) if t != token]
-    session["mine"] = [token, *mine][:MY_PREDICTIONS]
+def _explained(review: str, explanation: list[tuple[str, float]]) -> dict[str, object]:
+    """The strongest phrases to list, and the review with their words marked."""
+    segments = highlighted(review, explanation)
+    return {"explanation": explanation[:LISTED], "marked_review": as_html(segments),
+            "marks": any(s.push is not None for s in segments)}
+
+
+def _browser() -> str:
+    """This browser's random id, kept in its session (set once, like the CSRF token's
+    secret): a prediction stored with it offers its buttons on its permalink here."""
+    browser = session.get("browser")
+    if not isinstance(browser, str):
+        browser = session["browser"] = new_token()
+    return browser
 
 
 def _stored(learner: Learner, token: str) -> StoredPrediction | None:
@@ -159,9 +170,13 @@ def _stored(learner: Learner, token: str) -> StoredPrediction | None:
 
 def _permalink(stored: StoredPrediction | None) -> str | None:
     """The result's own address (None for a prediction stored before permalinks)."""
-    if stored is None or stored.view_token is None:
+    return _permalink_to(None if stored is None else stored.view_token)
+
+
+def _permalink_to(view_token: str | None) -> str | None:
+    if view_token is None:
         return None
-    return url_for("pages.result", view_token=stored.view_token, _external=True)
+    return url_for("pages.result", view_token=view_token, _external=True)
 
 
 def _form_again(form: ReviewForm) -> tuple[str, int]:
