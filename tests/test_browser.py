@@ -228,3 +228,35 @@ def test_the_form_helps_with_javascript_and_works_without(live_app: tuple[Flask,
     page.get_by_role("button", name="Analyse").click()
     expect(page.locator("#label")).to_have_text("positive")
     without_js.close()
+
+
+def test_every_page_fits_a_390_px_phone_screen(live_app: tuple[Flask, str], chromium) -> None:
+    """No sideways scrolling at 390 px (a phone held upright), the marked review and
+    the permalink page included; the explanation's chips and buttons wrap."""
+    _, base = live_app
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    too_wide: dict[str, int] = {}
+
+    def check(name: str) -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 390:
+            too_wide[name] = width
+
+    try:
+        for path in ("/", "/explore/", "/stats", "/api/docs"):
+            page.goto(base + path)
+            check(path)
+        page.goto(base + "/")
+        page.get_by_label("Your movie review").fill(POSITIVE_REVIEW * 3)
+        page.get_by_role("button", name="Analyse").click()
+        page.wait_for_selector("#review-text mark")
+        check("results")
+        page.get_by_role("button", name="Incorrect").click()
+        page.get_by_role("link", name="The result, with your verdict").click()
+        page.wait_for_selector("#recorded")
+        check("permalink")
+    finally:
+        context.close()
+    assert too_wide == {}, f"wider than the screen (px): {too_wide}"
