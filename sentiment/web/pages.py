@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 
 from sentiment.learning.learner import Learner
 from sentiment.models.state import LABELS, Prediction
-from sentiment.storage.log import DuplicateVerdict, StoredPrediction, new_token
+from sentiment.storage.log import DuplicateVerdict, new_token
 from sentiment.text.tokenizer import has_words
 from sentiment.web.examples import BY_KEY, EXAMPLES
 from sentiment.web.forms import (
@@ -111,7 +111,7 @@ def make_blueprint(limits: Limits) -> Blueprint:
             **_explained(stored.review, learner.model.explain(stored.review, MARKED)),
             explained_now=learner.model_version,
             verdicts=VERDICT_BUTTONS,
-            permalink=_permalink(stored),
+            permalink=_permalink_to(stored.view_token),
             verdict=verdict,
             can_vote=mine and verdict is None,
         )
@@ -131,14 +131,13 @@ def make_blueprint(limits: Limits) -> Blueprint:
             stored = learner.verdict(token, verdict, client_id())
         except DuplicateVerdict:
             # A second press, a reload or the back button: show what was recorded.
-            link = _permalink(_stored(learner, token))
+            link = _permalink_to(learner.feedback.view_token_for(token))
             if link is None:  # stored before permalinks: the error page says it
                 raise
             flash("Your verdict on this result was already recorded; here it is.")
             return redirect(link, 303)
         return render_template("thanks.html", verdict=stored,
-                               permalink=_permalink(learner.feedback.prediction(
-                                   stored.prediction_id)))
+                               permalink=_permalink_to(learner.feedback.view_token_for(token)))
 
     @pages.get("/thanks")
     def thanks_again() -> Page:
@@ -163,17 +162,8 @@ def _browser() -> str:
     return browser
 
 
-def _stored(learner: Learner, token: str) -> StoredPrediction | None:
-    prediction_id = learner.feedback.prediction_id(token)
-    return None if prediction_id is None else learner.feedback.prediction(prediction_id)
-
-
-def _permalink(stored: StoredPrediction | None) -> str | None:
-    """The result's own address (None for a prediction stored before permalinks)."""
-    return _permalink_to(None if stored is None else stored.view_token)
-
-
 def _permalink_to(view_token: str | None) -> str | None:
+    """The result's own address (None for a prediction stored before permalinks)."""
     if view_token is None:
         return None
     return url_for("pages.result", view_token=view_token, _external=True)
