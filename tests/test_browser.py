@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -260,3 +261,43 @@ def test_every_page_fits_a_390_px_phone_screen(live_app: tuple[Flask, str], chro
     finally:
         context.close()
     assert too_wide == {}, f"wider than the screen (px): {too_wide}"
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_the_whole_flow_from_an_example_to_the_stats(live_app: tuple[Flask, str], chromium,
+                                                     javascript: bool) -> None:
+    """Example -> analyse -> marked words -> vote -> verdict shown -> permalink reloaded
+    -> the stats page counts the verdict; with JavaScript and without."""
+    from playwright.sync_api import expect
+
+    _, base = live_app
+    context = chromium.new_context(java_script_enabled=javascript,
+                                   viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(base + "/stats")
+        expect(page.locator("main")).to_contain_text("0 verdicts")
+        page.goto(base + "/")
+        page.get_by_role("link", name="Clearly negative").click()  # fills the box either way
+        expect(page.get_by_label("Your movie review")).not_to_have_value("")
+        page.get_by_role("button", name="Analyse").click()
+        expect(page.locator("#label")).to_have_text("negative")
+        expect(page.locator("#review-text mark.neg").first).to_be_visible()
+        expect(page.locator("#legend")).to_be_visible()
+        page.get_by_role("button", name="Incorrect").click()
+        expect(page.locator("#thanks")).to_contain_text("this review is positive")
+        page.get_by_role("link", name="The result, with your verdict").click()
+        expect(page.locator("#recorded")).to_contain_text("wrong")
+        page.reload()
+        expect(page.locator("#recorded")).to_contain_text("wrong")
+        deadline = time.monotonic() + 30  # the stats are cached for a few seconds
+        while True:
+            page.goto(base + "/stats")
+            if "1 verdict (100% of them Incorrect)" in page.locator("main").inner_text() \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        expect(page.locator("main")).to_contain_text("1 verdict (100% of them Incorrect)")
+    finally:
+        context.close()
