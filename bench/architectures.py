@@ -28,12 +28,12 @@ import numpy as np
 import psutil
 
 from bench import versions_line
+from bench.labelled import SENTENCES, read_labelled, set_name
 from train.data import DataError, resolve_archive, stream_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("book", "default", "rnn", "cnn", "rcnn")
 BASELINE = "default"
-SENTENCES = ROOT.parent / "shared" / "data" / "sentences"
 TUTORIAL_5K = (45_000, 50_000)  # rows of the shuffled CSV the tutorial tests on
 BATCH = 1_000
 # Ensembles scored from their members' probabilities (the mean), members measured above.
@@ -97,13 +97,9 @@ def labelled_sentences(folder: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     """Each ``NAME_labelled.txt`` of ``folder``: ``sentence<TAB>label`` lines."""
     sets = {}
     for path in sorted(folder.glob("*_labelled.txt")):
-        texts, labels = [], []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            text, _, label = line.rpartition("\t")
-            if text and label.strip() in ("0", "1"):
-                texts.append(text)
-                labels.append(int(label))
-        sets[path.stem.removesuffix("_labelled")] = (texts, np.array(labels))
+        rows = read_labelled(path)
+        sets[set_name(path)] = ([text for text, _ in rows],
+                                np.array([label for _, label in rows]))
     return sets
 
 

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import versions_line
+from bench.labelled import SENTENCES, read_labelled, set_name
 from bench.serving import Server
 from sentiment.web.forms import MIN_REVIEW
 from train.data import DataError, iter_archive, resolve_archive
 
 ROOT = Path(__file__).resolve().parent.parent
-SENTENCES = ROOT.parent / "shared" / "data" / "sentences"
 IMDB_SAMPLE = 5_000
 SCENARIOS = ("honest", "wrong-only", "liar", "30%-lies")
 LIARS_SHARE = 0.3
@@ -58,18 +58,16 @@ class LabelledSet:
 def read_set(path: Path, seed: int = 0) -> LabelledSet:
     """A ``text<TAB>label`` file, shuffled with a fixed seed, split into stream and score."""
     rows, too_short = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text, _, label = line.rpartition("\t")
-        if not text.strip() or label.strip() not in ("0", "1"):
+    for text, label in read_labelled(path):
+        if not text.strip():
             continue
         if len(text.strip()) < MIN_REVIEW:
             too_short += 1
             continue
-        rows.append((text.strip(), int(label)))
+        rows.append((text.strip(), label))
     random.Random(seed).shuffle(rows)
     half = len(rows) // 2
-    return LabelledSet(path.stem.removesuffix("_labelled"), rows[:half], rows[half:],
-                       too_short)
+    return LabelledSet(set_name(path), rows[:half], rows[half:], too_short)
 
 
 def imdb_sample(archive: Path, n: int = IMDB_SAMPLE) -> list[tuple[str, int]]:

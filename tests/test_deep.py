@@ -199,24 +199,14 @@ def test_a_model_file_that_does_not_match_its_manifest_is_refused(
 
 # -- the app -------------------------------------------------------------------
 @pytest.fixture
-def deep_app(tmp_path: Path, tiny_deep_dir: Path) -> Iterator[Callable[..., Any]]:
+def deep_app(make_app: Callable[..., Any], tiny_deep_dir: Path) -> Callable[..., Any]:
     """Apps on one instance folder serving the tiny deep model (call again to restart)."""
-    from app import create_app
-
-    apps: list[Any] = []
 
     def factory(**config: Any) -> Any:
-        app = create_app({"MODEL_DIR": str(tiny_deep_dir), "INSTANCE_PATH": str(tmp_path / "i"),
-                          "TESTING": True, "RATE_LIMITS": False, "WTF_CSRF_ENABLED": False,
-                          "GUARD": False, "DURABLE_COMMITS": False, **config})
-        apps.append(app)
-        return app
+        return make_app(**{"MODEL_DIR": str(tiny_deep_dir), "WTF_CSRF_ENABLED": False,
+                           "GUARD": False, "DURABLE_COMMITS": False, **config})
 
-    yield factory
-    for app in apps:
-        learner = app.extensions["learner"]
-        learner.stop_threads()
-        learner.feedback.close()
+    return factory
 
 
 def give_verdicts(app: Any, n: int, seed: int = 0) -> list[int]:

@@ -25,7 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from sentiment.cli import feedback_cli, model_cli
 from sentiment.learning.learner import Learner, LearnerConfig
 from sentiment.learning.stats import CachedStats
-from sentiment.models import load_model
+from sentiment.models import LINEAR, load_model
 from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
 from sentiment.storage import open_log
@@ -129,10 +129,10 @@ def _build(settings: Settings, flask_config: dict[str, Any],
         ),
     )
     app.extensions["stats"] = CachedStats(app.extensions["learner"])
-    kind = app.extensions["learner"].base.manifest.get("kind", "linear")
-    served = ("A linear model trained out-of-core" if kind == "linear" else
-              f"A Keras model ({app.extensions['learner'].base.manifest.get('preset')}) trained")
-    app.jinja_env.globals["served_model"] = served  # the footer of every page
+    manifest = app.extensions["learner"].base.manifest
+    app.jinja_env.globals["served_model"] = (  # the footer of every page
+        "A linear model trained out-of-core" if manifest.get("kind", LINEAR) == LINEAR
+        else f"A Keras model ({manifest.get('preset')}) trained")
     return app
 
 

@@ -20,13 +20,13 @@ from typing import Any
 
 from sentiment.files import atomic_write, sha256_bytes
 from sentiment.models import ENSEMBLE, KERAS
-from train.evaluate import Metrics
-from train.presets import OFFICIAL_TEST, SHORT_TEST, TUTORIAL_5K, EvalSet
-from train.train import eval_jobs
+from train.deep.train import accuracies
+from train.presets import OFFICIAL_TEST, SHORT_TEST, TUTORIAL_5K
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HOLDOUT = "holdout.csv.gz"
-EVALUATIONS = (OFFICIAL_TEST, TUTORIAL_5K, SHORT_TEST)
+# The ensemble is scored on the sets its first member was scored on (the presets' own).
+EVALUATION_SETS = {es.name: es for es in (OFFICIAL_TEST, TUTORIAL_5K, SHORT_TEST)}
 
 
 class EnsembleError(ValueError):
@@ -57,19 +57,6 @@ def member_manifests(members: list[Path]) -> dict[str, dict[str, Any]]:
     return manifests
 
 
-def evaluate(model: Any, csv_path: Path, sets: tuple[EvalSet, ...]) -> dict[str, Any]:
-    """Accuracy of ``model`` on each set, one pass over the CSV."""
-    metrics = {es.name: Metrics() for es in sets}
-    for texts, y, member in eval_jobs(csv_path, sets):
-        proba = model.probabilities(model.transform(texts))
-        for j, es in enumerate(sets):
-            rows = member[:, j]
-            if rows.any():
-                metrics[es.name].update(proba[rows], y[rows])
-    return {es.name: {**metrics[es.name].result(), "description": es.description}
-            for es in sets if metrics[es.name].n}
-
-
 def compose(members: list[Path], out: Path, csv_path: Path | None) -> dict[str, Any]:
     """The ensemble folder ``out`` (replaced whole, never left half written); its manifest."""
     manifests = member_manifests(members)
@@ -89,7 +76,8 @@ def compose(members: list[Path], out: Path, csv_path: Path | None) -> dict[str, 
 
 def _write(members: list[Path], manifests: dict[str, dict[str, Any]], staging: Path,
            csv_path: Path | None) -> dict[str, Any]:
-    from sentiment.models.deep.ensemble import EnsembleModel
+    from sentiment.models.deep.ensemble import EnsembleModel  # Keras only when composing
+    from sentiment.models.deep.served import DeepModel
 
     for folder, name in zip(members, manifests, strict=True):
         shutil.copytree(folder, staging / name)
@@ -97,8 +85,14 @@ def _write(members: list[Path], manifests: dict[str, dict[str, Any]], staging: P
     files = {f"{name}/manifest.json": sha256_bytes((staging / name / "manifest.json").read_bytes())
              for name in manifests}
     files[HOLDOUT] = sha256_bytes((staging / HOLDOUT).read_bytes())
-    model = EnsembleModel({name: _member(staging / name) for name in manifests}, {})
-    accuracy = evaluate(model, csv_path, EVALUATIONS) if csv_path is not None else {}
+    model = EnsembleModel({name: DeepModel.load(staging / name) for name in manifests}, {})
+    accuracy = {}
+    if csv_path is not None:
+        first = next(iter(manifests.values()))
+        sets = [EVALUATION_SETS[name] for name in first.get("accuracy", {})
+                if name in EVALUATION_SETS]
+        accuracy = accuracies(csv_path, sets,
+                              lambda texts: model.probabilities(model.transform(texts)))
     manifest = {
         "kind": ENSEMBLE,
         "preset": "+".join(manifests),
@@ -114,12 +108,6 @@ def _write(members: list[Path], manifests: dict[str, dict[str, Any]], staging: P
     }
     atomic_write(staging / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
-
-
-def _member(folder: Path) -> Any:
-    from sentiment.models.deep.served import DeepModel
-
-    return DeepModel.load(folder)
 
 
 def main(argv: list[str] | None = None) -> int:

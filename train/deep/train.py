@@ -35,7 +35,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from sentiment.models.deep.text import Vocabulary
 from train.data import DataError, build_csv, resolve_archive, sha256_file
 from train.deep.presets import DeepPreset
 from train.evaluate import Metrics
+from train.presets import EvalSet
 from train.stopwords import stopwords_for
 from train.train import (
     Report,
@@ -183,19 +184,29 @@ def _best_keeper(keras: Any, preset: DeepPreset) -> Any:
 
 def evaluate(preset: DeepPreset, model: Any, vocabulary: Vocabulary, csv_path: Path,
              report: Report) -> None:
-    """Accuracy on each evaluation set, one pass over the CSV (shared reviews predicted once)."""
-    metrics = {es.name: Metrics() for es in preset.evaluations}
-    for texts, y, member in eval_jobs(csv_path, preset.evaluations):
-        proba = model.predict(vocabulary.transform(texts), batch_size=PREDICT_BATCH,
-                              verbose=0)[:, 0]
-        for j, es in enumerate(preset.evaluations):
+    """The trained Keras model's accuracy on each of the preset's evaluation sets."""
+    report.accuracy.update(accuracies(
+        csv_path, preset.evaluations,
+        lambda texts: model.predict(vocabulary.transform(texts), batch_size=PREDICT_BATCH,
+                                    verbose=0)[:, 0]))
+
+
+def accuracies(csv_path: Path, sets: Sequence[EvalSet],
+               positive: Callable[[list[str]], np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Accuracy on each evaluation set, one pass over the CSV (shared reviews predicted
+    once); ``positive`` gives P(positive) of each review of a batch."""
+    metrics = {es.name: Metrics() for es in sets}
+    for texts, y, member in eval_jobs(csv_path, sets):
+        proba = positive(texts)
+        for j, es in enumerate(sets):
             rows = member[:, j]
             if rows.any():
                 metrics[es.name].update(proba[rows], y[rows])
-    for es in preset.evaluations:
+    for es in sets:
         if metrics[es.name].n == 0:
             raise DataError(f"evaluation set {es.name!r} ({es.description}) has no reviews")
-        report.accuracy[es.name] = {**metrics[es.name].result(), "description": es.description}
+    return {es.name: {**metrics[es.name].result(), "description": es.description}
+            for es in sets}
 
 
 def save(out_dir: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> dict[str, Any]:
