@@ -14,7 +14,18 @@ and three passes. Scenarios:
 * ``wrong-only``: only wrong predictions get one ("Incorrect");
 * ``liar``: every prediction gets a verdict, always a lie;
 * ``30%-lies``: ten clients, each lying on 30% of its verdicts;
+* ``liar-spread``: every verdict a lie, each from an address never seen before
+  (a liar spreading over many identities);
+* ``liar-dilute``: every verdict a lie, each client first asking for
+  :data:`DECOYS` predictions of IMDb reviews it never judges (a liar padding its
+  record); beyond the issue's scenarios, so it has no target;
 * ``mixed``: the honest stream of every set given, interleaved (one run).
+
+Verdicts come from ten client addresses in turn (except ``liar-spread``). Each
+row says whether it meets the issue's target (issue 26): honest at least the
+offline three-pass reference; wrong-only at least +1 point (+1.5 on a stream of
+over 1,000 verdicts); liars at most 1 point lost on the set; 30% lies a net gain
+of at least 0.5 points; IMDb never more than 0.5 points lost.
 
 Sets: the shared ``sentences/*_labelled.txt`` files and any ``--data FILE`` of
 ``text<TAB>label`` lines. Results are printed and written to ``reports/loop.md``.
@@ -37,12 +48,14 @@ from typing import Any
 from bench import versions_line
 from bench.labelled import SENTENCES, read_labelled, set_name
 from bench.serving import Server
+from sentiment.learning.trust import TRUST_REASONS
 from sentiment.web.forms import MIN_REVIEW
 from train.data import DataError, iter_archive, resolve_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 IMDB_SAMPLE = 5_000
-SCENARIOS = ("honest", "wrong-only", "liar", "30%-lies")
+SCENARIOS = ("honest", "wrong-only", "liar", "30%-lies", "liar-spread", "liar-dilute")
+DECOYS = 4  # predictions a diluting liar asks for per verdict
 LIARS_SHARE = 0.3
 CLIENTS = 10
 
@@ -110,23 +123,29 @@ class Outcome:
     data: str
     sent: int = 0
     learned: int = 0
-    quarantined: int = 0
+    held: int = 0  # by the trust policy, as they came
+    quarantined: int = 0  # by the guard
     domain: dict[str, tuple[float, float]] = field(default_factory=dict)  # before, after
     imdb: tuple[float, float] = (0.0, 0.0)
 
 
-def send_verdicts(api: Api, scenario: str, stream: list[tuple[str, int]], seed: int) -> int:
-    """The scenario's verdicts on predictions of ``stream``; how many were sent."""
+def send_verdicts(api: Api, scenario: str, stream: list[tuple[str, int]], seed: int,
+                  decoys: list[str] | None = None) -> int:
+    """The scenario's verdicts on predictions of ``stream``; how many were sent.
+    ``decoys``: texts a diluting liar asks predictions of."""
     rng = random.Random(seed)
     sent = 0
     for i, (text, truth) in enumerate(stream):
-        client = f"198.51.100.{i % CLIENTS + 1}"
+        client = (f"198.51.100.{i % CLIENTS + 1}" if scenario != "liar-spread"
+                  else f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}")
+        if scenario == "liar-dilute" and decoys:
+            api.predict([decoys[(i * DECOYS + k) % len(decoys)] for k in range(DECOYS)], client)
         [result] = api.predict([text], client)
         right = (result["label"] == "positive") == bool(truth)
         if scenario == "wrong-only" and right:
             continue
-        honest = {"honest": True, "wrong-only": True, "liar": False,
-                  "30%-lies": rng.random() >= LIARS_SHARE}[scenario]
+        honest = scenario in ("honest", "wrong-only") or (
+            scenario == "30%-lies" and rng.random() >= LIARS_SHARE)
         status, body = api.post("/api/feedback", {"prediction_id": result["prediction_id"],
                                                   "correct": right if honest else not right},
                                 client)
@@ -150,26 +169,47 @@ def run_scenario(scenario: str, sets: list[LabelledSet], imdb: list[tuple[str, i
             imdb_before = api.accuracy(imdb)
             stream = [row for rows in zip(*(s.stream for s in sets), strict=False)
                       for row in rows]  # interleaved when several sets are mixed
-            outcome.sent = send_verdicts(api, scenario, stream, seed)
+            outcome.sent = send_verdicts(api, scenario, stream, seed,
+                                         [text for text, _ in imdb])
             server.stop()
             server.start()  # the "after" figures come from a restarted app
             api = Api(server.port)
             outcome.domain = {s.name: (before[s.name], api.accuracy(s.score)) for s in sets}
             outcome.imdb = (imdb_before, api.accuracy(imdb))
-            outcome.learned, outcome.quarantined = health_counts(instance)
+            outcome.learned, outcome.held, outcome.quarantined = log_counts(instance)
         finally:
             server.stop()
     return outcome
 
 
-def health_counts(instance: Path) -> tuple[int, int]:
-    """(verdicts learned, verdicts quarantined) from the instance's log."""
+def log_counts(instance: Path) -> tuple[int, int, int]:
+    """(verdicts learned, held by the trust policy, quarantined by the guard) from the
+    instance's log."""
     with sqlite3.connect(instance / "reviews.sqlite") as db:
         learned = db.execute("SELECT COUNT(*) FROM feedback WHERE status = 'accepted'"
                              " AND repeat_of IS NULL").fetchone()[0]
-        quarantined = db.execute("SELECT COUNT(*) FROM feedback WHERE status = 'quarantined'"
-                                 ).fetchone()[0]
-    return int(learned), int(quarantined)
+        reasons = db.execute("SELECT reason, COUNT(*) FROM feedback"
+                             " WHERE status = 'quarantined' GROUP BY 1").fetchall()
+    held = sum(n for reason, n in reasons if reason in TRUST_REASONS)
+    return int(learned), held, sum(n for _, n in reasons) - held
+
+
+def meets_target(scenario: str, outcome: Outcome, name: str,
+                 three_passes: float) -> bool | None:
+    """Whether a scenario's row meets its target (see the module's docstring); None:
+    the scenario has none."""
+    if scenario == "liar-dilute":
+        return None
+    before, after = outcome.domain[name]
+    gain = (after - before) * 100
+    imdb_ok = (outcome.imdb[1] - outcome.imdb[0]) * 100 >= -0.5 - 1e-9
+    if scenario == "honest":
+        return gain >= three_passes - 1e-9 and imdb_ok
+    if scenario == "wrong-only":
+        return gain >= (1.5 if outcome.sent > 1000 else 1.0) - 1e-9 and imdb_ok
+    if scenario in ("liar", "liar-spread"):
+        return gain >= -1.0 - 1e-9 and imdb_ok
+    return gain >= 0.5 - 1e-9 and imdb_ok  # 30%-lies
 
 
 def offline_reference(data: LabelledSet, imdb: list[tuple[str, int]],
@@ -225,29 +265,41 @@ def main(argv: list[str] | None = None) -> int:
     print(versions_line(), flush=True)
     sets = [read_set(path) for path in paths]
     imdb = imdb_sample(archive)
-    lines = ["| set | scenario | verdicts sent | learned | quarantined | set accuracy | "
-             "IMDb accuracy |", "|---|---|---|---|---|---|---|"]
+    lines = ["| set | scenario | verdicts sent | learned | held (trust) | quarantined (guard) "
+             "| set accuracy | IMDb accuracy | target |", "|---|---|---|---|---|---|---|---|---|"]
+    met: list[bool] = []
     for data in sets:
+        outcomes = []
         for scenario in args.scenarios:
-            outcome = run_scenario(scenario, [data], imdb, seed=1)
-            (name, pair), = outcome.domain.items()
-            lines.append(f"| {name} | {scenario} | {outcome.sent} | {outcome.learned} | "
-                         f"{outcome.quarantined} | {points(pair)} | {points(outcome.imdb)} |")
-            print(lines[-1], flush=True)
+            outcomes.append(run_scenario(scenario, [data], imdb, seed=1))
+            print(f"{data.name} {scenario}: {outcomes[-1]}", flush=True)
+        start = outcomes[0].domain[data.name][0], outcomes[0].imdb[0]
+        three_passes = 0.0
         for passes in (1, 3):
             domain, imdb_after = offline_reference(data, imdb, passes)
-            base = outcome.domain[data.name][0], outcome.imdb[0]
+            three_passes = round((domain - start[0]) * 100, 1)
             lines.append(f"| {data.name} | offline, true labels, {passes} pass"
-                         f"{'es' if passes > 1 else ''} | {len(data.stream) * passes} | - | - | "
-                         f"{points((base[0], domain))} | {points((base[1], imdb_after))} |")
-            print(lines[-1], flush=True)
+                         f"{'es' if passes > 1 else ''} | {len(data.stream) * passes} | - | - | - "
+                         f"| {points((start[0], domain))} | {points((start[1], imdb_after))} "
+                         "| |")
+        for outcome in outcomes:
+            (name, pair), = outcome.domain.items()
+            ok = meets_target(outcome.scenario, outcome, name, three_passes)
+            if ok is not None:
+                met.append(ok)
+            verdict = "-" if ok is None else "met" if ok else "**missed**"
+            lines.append(f"| {name} | {outcome.scenario} | {outcome.sent} | {outcome.learned} | "
+                         f"{outcome.held} | {outcome.quarantined} | {points(pair)} | "
+                         f"{points(outcome.imdb)} | {verdict} |")
+        print("\n".join(lines[-len(outcomes) - 2:]), flush=True)
     if not args.no_mixed and len(sets) > 1:
         outcome = run_scenario("honest", sets, imdb, seed=1)
         for name, pair in outcome.domain.items():
             lines.append(f"| {name} (mixed stream) | honest | {outcome.sent} | "
-                         f"{outcome.learned} | {outcome.quarantined} | {points(pair)} | "
-                         f"{points(outcome.imdb)} |")
+                         f"{outcome.learned} | {outcome.held} | {outcome.quarantined} | "
+                         f"{points(pair)} | {points(outcome.imdb)} | |")
             print(lines[-1], flush=True)
+    print(f"\ntargets met: {sum(met)} of {len(met)}", flush=True)
     minutes = (time.perf_counter() - began) / 60
     command = "python -m bench.loop" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
     args.report.write_text(
@@ -258,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         "committed model, rate limits off); the first half of each set (fixed shuffle) "
         "is sent as predictions and verdicts, the second half and a fixed sample of 5,000 "
         "official IMDb test reviews are scored before and after a restart. Accuracy "
-        "before -> after (change in points). Sentence sets: Kotzias et al., \"From Group "
+        "before -> after (change in points). Targets (issue 26): honest at least the "
+        "offline three-pass reference; wrong-only at least +1 point (+1.5 on over 1,000 "
+        "verdicts); liars at most 1 point lost; 30% lies at least +0.5; IMDb never more "
+        "than 0.5 points lost. Sentence sets: Kotzias et al., \"From Group "
         "to Individual Labels using Deep Features\", KDD 2015.\n\n" + "\n".join(lines) + "\n")
     print(f"\nwritten: {args.report}")
     return 0

@@ -11,11 +11,13 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from sentiment.learning.learner import Learner
+from sentiment.learning.trust import TrustPolicy
 from sentiment.learning.versions import CorruptVersion
 from sentiment.storage.log import MAX_ID, FeedbackError
 
 model_cli = AppGroup("model", help="Model versions: list, roll back, rebuild from the log.")
-feedback_cli = AppGroup("feedback", help="The feedback log: list, release, export.")
+feedback_cli = AppGroup("feedback", help="The feedback log: list, clients, release, reject, "
+                                         "stats, export.")
 
 
 def learner() -> Learner:
@@ -65,21 +67,56 @@ def model_rebuild() -> None:
         sys.exit(1)
 
 
+CLIENT = click.option("--client", help="only this client's verdicts (its address, as "
+                                       "'feedback clients' lists them)")
+
+
 @feedback_cli.command("list")
 @click.option("--status", type=click.Choice(["accepted", "quarantined", "released"]))
+@CLIENT
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="newest N rows; 0 for all")
-def feedback_list(status: str | None, limit: int) -> None:
+def feedback_list(status: str | None, client: str | None, limit: int) -> None:
     """List verdicts, newest last."""
-    rows = learner().feedback.verdicts(status)
+    rows = learner().feedback.verdicts(status, client)
     if limit:
         rows = rows[-limit:]
     for v in rows:
         verdict = "correct" if v.correct else "incorrect"
+        status_shown = "rejected" if v.rejected else v.status
         click.echo(f"{v.id:>7} pred {v.prediction_id:>7} {verdict:<9}"
-                   f" -> {('negative', 'positive')[v.label]:<8} {v.status:<11} {v.created}"
-                   f"  {v.reason or ''}")
+                   f" -> {('negative', 'positive')[v.label]:<8} {status_shown:<11} {v.created}"
+                   f"  {v.client or '-'}  {v.reason or ''}")
     click.echo(f"{len(rows)} verdicts", err=True)
+
+
+@feedback_cli.command("clients")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def feedback_clients(limit: int) -> None:
+    """The clients with the most verdicts, and what their record says of them.
+
+    "confident": predictions the model gave with at least the trust policy's
+    probability; "contradicted": how many of those the client said were wrong.
+    An honest client contradicts a small share (the model's confident mistakes).
+    """
+    ln = learner()
+    confident = (ln.config.trust or TrustPolicy()).confident
+    click.echo(f"{'client':<40}{'predictions':>12}{'verdicts':>9}{'incorrect':>10}"
+               f"{'confident':>10}{'contradicted':>13}{'held':>6}")
+    for r in ln.feedback.clients(confident, limit):
+        click.echo(f"{r.client[:39]:<40}{r.predictions:>12,}{r.verdicts:>9,}{r.incorrect:>10,}"
+                   f"{r.confident:>10,}{r.contradicted:>13,}{r.held:>6,}")
+
+
+def _quarantined_ids(ln: Learner, ids: tuple[int, ...], client: str | None) -> list[int]:
+    """``ids`` (each once), or, with ``client``, that client's quarantined verdicts."""
+    if ids and client is not None:
+        raise click.UsageError("give verdict IDS or --client, not both")
+    if client is not None:
+        return [v.id for v in ln.feedback.verdicts("quarantined", client) if not v.rejected]
+    if not ids:
+        raise click.UsageError("give verdict IDS or --client")
+    return list(dict.fromkeys(ids))
 
 
 @feedback_cli.command("stats")
@@ -89,30 +126,53 @@ def feedback_stats() -> None:
 
     stats = model_stats(learner())
     share = stats["incorrect_share"]
+    live = stats["live_accuracy"]
     click.echo(f"model {stats['model_version']}: {stats['predictions']:,} predictions, "
                f"{stats['verdicts']:,} verdicts ("
-               f"{'-' if share is None else f'{share:.1%}'} Incorrect), "
-               f"{stats['repeats']:,} repeats, {stats['quarantined']:,} quarantined")
-    click.echo(f"\n{'day':<12}{'predictions':>12}{'verdicts':>10}{'incorrect':>11}")
+               f"{'-' if share is None else f'{share:.1%}'} Incorrect, live accuracy "
+               f"{'-' if live is None else f'{live:.1%}'}), "
+               f"{stats['repeats']:,} repeats, {stats['accepted']:,} accepted, "
+               f"{stats['quarantined']:,} quarantined ({stats['held_by_trust']:,} held by "
+               "the trust policy)")
+    click.echo(f"\n{'day':<12}{'predictions':>12}{'verdicts':>10}{'incorrect':>11}"
+               f"{'live accuracy':>15}")
     for day in stats["days"]:
-        share = day["incorrect_share"]
+        share, live = day["incorrect_share"], day["live_accuracy"]
         click.echo(f"{day['day']:<12}{day['predictions']:>12,}{day['verdicts']:>10,}"
-                   f"{'-' if share is None else f'{share:.1%}':>11}")
+                   f"{'-' if share is None else f'{share:.1%}':>11}"
+                   f"{'-' if live is None else f'{live:.1%}':>15}")
     for quarantine in stats["quarantines"]:
         click.echo(f"quarantined: {quarantine['verdicts']:,} verdicts: {quarantine['reason']}")
 
 
 @feedback_cli.command("release")
-@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID), required=True)
-def feedback_release(ids: tuple[int, ...]) -> None:
-    """Re-apply quarantined verdicts IDS (appended to the end of the log)."""
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID))
+@CLIENT
+def feedback_release(ids: tuple[int, ...], client: str | None) -> None:
+    """Re-apply quarantined verdicts IDS, or all of a client's (appended to the end of the
+    log)."""
     ln = learner()
     try:
-        new_ids = ln.feedback.release(list(dict.fromkeys(ids)))  # each once
+        new_ids = ln.feedback.release(_quarantined_ids(ln, ids, client))
     except FeedbackError as exc:
         raise click.ClickException(str(exc)) from exc
     ln.sync()
-    click.echo(f"released {len(new_ids)} verdicts as {', '.join(map(str, new_ids))}")
+    click.echo(f"released {len(new_ids)} verdicts"
+               + (f" as {', '.join(map(str, new_ids))}" if new_ids else ""))
+
+
+@feedback_cli.command("reject")
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID))
+@CLIENT
+def feedback_reject(ids: tuple[int, ...], client: str | None) -> None:
+    """Keep quarantined verdicts IDS, or all of a client's, out for good (kept in the log,
+    never released)."""
+    ln = learner()
+    try:
+        n = ln.feedback.reject(_quarantined_ids(ln, ids, client))
+    except FeedbackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rejected {n} verdicts")
 
 
 # What a spreadsheet reads as the start of a formula (=HYPERLINK(...), +cmd|...):

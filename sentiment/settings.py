@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     guard_margin: float = Field(0.01, ge=0.0, description="quarantine a batch that costs more "
                                                           "holdout accuracy than this")
     keep_versions: int = Field(10, ge=1, description="versions whose state file stays on disk")
+    trust: bool = Field(True, description="hold verdicts that the client's record does not "
+                                          "vouch for (sentiment.learning.trust)")
     # -- requests
     max_content_length: int | None = Field(32 * 1024 * 1024, ge=1,
                                            description="largest request body in bytes")

@@ -44,8 +44,10 @@ def make_app(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Flask]:
     apps: list[Flask] = []
 
     def factory(base_model: Any = None, **config: Any) -> Flask:
+        # TRUST off: these tests send corrections of confident predictions from
+        # clients with no record, which the trust policy holds (tests/test_trust.py).
         settings = {"INSTANCE_PATH": str(tmp_path / "instance"), "MODEL_DIR": str(tiny_model_dir),
-                    "TESTING": True, "RATE_LIMITS": False, **config}
+                    "TESTING": True, "RATE_LIMITS": False, "TRUST": False, **config}
         app = create_app(settings, base_model=base_model)
         apps.append(app)
         return app

@@ -3,7 +3,8 @@
 The reference is computed without the learner, the feedback log or the
 version store: the base classifier is unpickled, the vectorizer rebuilt, and
 every *accepted* verdict read straight from SQLite is ``partial_fit`` one at a
-time in id order. The live model must be bit-identical to it.
+time in id order, each followed by the replays of the accepted verdicts
+``REPLAYS`` places before it. The live model must be bit-identical to it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from sentiment.learning.learner import REPLAYS
 from sentiment.models.state import ModelState
 from sentiment.text.vectorizer import load_vectorizer
 
@@ -44,12 +46,17 @@ def accepted_rows(db_path: Path) -> list[tuple[int, str, int]]:
 
 
 def reference_state(model_dir: Path, db_path: Path) -> ModelState:
-    """Base classifier + partial_fit of each accepted verdict, one at a time, in id order."""
+    """Base classifier + partial_fit of each accepted verdict, one at a time, in id order,
+    each followed by its replays."""
     with open(Path(model_dir) / "classifier.pkl", "rb") as fh:
         clf = pickle.load(fh)
     vectorizer = load_vectorizer(Path(model_dir))
-    for _, review, label in accepted_rows(db_path):
-        clf.partial_fit(vectorizer.transform([review]), np.array([label]), classes=np.array([0, 1]))
+    rows = accepted_rows(db_path)
+    for at in range(len(rows)):
+        for _, review, label in [rows[at]] + [rows[at - back] for back in REPLAYS
+                                              if at - back >= 0]:
+            clf.partial_fit(vectorizer.transform([review]), np.array([label]),
+                            classes=np.array([0, 1]))
     return ModelState(clf.coef_.copy(), clf.intercept_.copy(), float(clf.t_))
 
 

@@ -226,7 +226,7 @@ def test_list_refuses_a_negative_limit(served):
 def test_release_needs_an_id(served):
     result = invoke(served, "feedback", "release")
     assert result.exit_code == 2
-    assert "Missing argument" in result.output
+    assert "give verdict IDS or --client" in result.output
 
 
 def test_export_csv(served):

@@ -23,6 +23,7 @@ def test_the_page_shows_verdicts_versions_and_their_figures(make_app) -> None:
     judged(app, 8)
     html = app.test_client().get("/stats").get_data(as_text=True)
     assert "8 verdicts" in html and "(25% of them Incorrect)" in html
+    assert "a live accuracy of\n  75%" in html
     # One day of verdicts: its table, no chart of one point; two versions scored: a chart.
     assert html.count('<svg class="chart"') == 1
     assert ">Holdout accuracy of each model version</title>" in html

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sentiment.learning.learner import REPLAYS
 from sentiment.locks import HostLock
 from tests.fakes import make_review
 from tests.reference import reference_state
@@ -55,7 +56,9 @@ def wrong_verdicts_reaching(learner, levels: list[float]) -> tuple[list, list[in
         while len(counts) < len(levels) and len(rows) < 2000:
             label = rng.randrange(2)
             rows.append((make_review(rng, label, sentences=1), 1 - label))
-            clone.learn(*rows[-1])
+            for back in (0, *REPLAYS):  # as the learner learns each verdict
+                if len(rows) > back:
+                    clone.learn(*rows[-1 - back])
             accuracy = clone.accuracy(*data)
             if abs(accuracy - levels[len(counts)]) < 1e-9:
                 counts.append(len(rows))

@@ -29,14 +29,16 @@ from tests.reference import ROOT, call, reference_state
 
 
 def start(instance: Path, model_dir: Path, log: Path, workers: int | None = 2,
-          cores: set[int] | None = None) -> tuple[subprocess.Popen, int]:
+          cores: set[int] | None = None,
+          settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     """``python app.py`` with ``workers`` (None: the default) on the CPU ``cores``
-    (None: this process's)."""
+    (None: this process's), with the environment's ``settings`` added."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SENTIMENT_")}
     env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
                SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false")
+    env.update(settings or {})
     env.pop("SECRET_KEY", None)  # the workers create the key together, as on a first start
     command = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--threads", "2"]
     if workers is not None:
@@ -339,3 +341,29 @@ def test_idle_and_slow_connections_do_not_take_the_app_offline(tmp_path: Path,
         for conn in idle:
             conn.close()
         assert stop(proc) == 0, log.read_text()[-3000:]
+
+
+def test_behind_a_trusted_proxy_each_client_is_its_forwarded_address(tmp_path, tiny_model_dir):
+    """waitress drops X-Forwarded-For unless told not to: every client behind the proxy
+    would then be one client to the rate limits, the repeat rule and the trust policy."""
+    import json
+    import sqlite3
+    import urllib.request
+
+    log = tmp_path / "server.log"
+    proc, port = start(tmp_path / "instance", tiny_model_dir, log, workers=1,
+                       settings={"SENTIMENT_TRUSTED_PROXIES": "1"})
+    try:
+        wait_until_serving(proc, port, log, 1)
+        for address in ("203.0.113.7", "203.0.113.8"):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/predict", method="POST",
+                data=json.dumps({"review": "A fine film, warmly acted."}).encode(),
+                headers={"Content-Type": "application/json", "X-Forwarded-For": address})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+    finally:
+        assert stop(proc) == 0
+    with sqlite3.connect(tmp_path / "instance" / "reviews.sqlite") as db:
+        clients = [row[0] for row in db.execute("SELECT client FROM predictions ORDER BY id")]
+    assert clients == ["203.0.113.7", "203.0.113.8"]

@@ -1,8 +1,9 @@
 """Applies stored feedback to the live model exactly once, checkpoints it, guards it.
 
 Invariant: the live model equals the base model after ``partial_fit`` on every
-*accepted* verdict of the log, one at a time, in id order. Everything here
-keeps that true:
+*accepted* verdict of the log, one at a time, in id order, each followed by the
+replays of the accepted verdicts :data:`REPLAYS` places before it. Everything
+here keeps that true:
 
 * a verdict is committed to the log first, then :meth:`Learner.sync` applies
   every accepted row after ``applied_id``, in id order, under a lock;
@@ -14,6 +15,9 @@ keeps that true:
   rebuilds from that version, because the log's generation changed;
 * several processes sharing the instance folder follow the same log, so they
   converge on bit-identical models.
+
+Which verdicts are accepted is decided as each is committed
+(:mod:`sentiment.learning.trust`) and stored with it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from sentiment import memory as heap
 from sentiment.learning.guard import Holdout
 from sentiment.learning.timer import PeriodicThread
+from sentiment.learning.trust import TrustPolicy
 from sentiment.learning.versions import BASE, CorruptVersion, VersionInfo, VersionStore
 from sentiment.models.protocol import Features, ServedModel, State
 from sentiment.models.state import Prediction
@@ -50,6 +55,14 @@ class LearnerConfig:
     # While other verdicts of this process are being committed, wait up to this
     # long for them, so that one partial_fit learns them all (see Learner.verdict).
     group_wait: float = 0.003
+    trust: TrustPolicy | None = TrustPolicy()  # None: every first verdict is accepted
+
+
+# Each accepted verdict is learned again after this many more accepted ones, so
+# that it counts three times, like three passes over the verdicts but in one, as
+# they come; spaced so that the model has moved in between. Part of what the
+# model is a function of: changing it changes every replay of the log.
+REPLAYS = (20, 60)
 
 
 @dataclass(frozen=True)
@@ -60,19 +73,38 @@ class GuardResult:
     threshold: float | None
 
 
-def _learn(model: ServedModel, verdicts: list[Verdict],
+def _learn(model: ServedModel, verdicts: list[Verdict], history: list[Verdict],
            chunk: int = 256) -> Iterator[list[Verdict]]:
     """Teach ``model`` the verdicts in id order, yielding each group once it is learned.
 
-    Groups of ``chunk`` when one ``partial_fit`` over them equals one per verdict.
-    The features come from those stored with each prediction when possible.
+    Each verdict is followed by the replays of the accepted verdicts
+    :data:`REPLAYS` places before it: ``history`` holds the accepted verdicts
+    just before ``verdicts[0]`` (the last ``max(REPLAYS)`` of them, or all there
+    are). Groups of ``chunk`` verdicts when one ``partial_fit`` over their rows
+    equals one per row. The features come from those stored with each
+    prediction when possible.
     """
-    step = chunk if model.learns_in_batches_exactly else 1
+    sequence = history + verdicts
+    exact = model.learns_in_batches_exactly
+    step = chunk if exact else 1
     for start in range(0, len(verdicts), step):
-        part = verdicts[start:start + step]
-        X = model.stored_features([v.review for v in part], [v.features for v in part])
-        model.learn_features(X, np.array([v.label for v in part]))
-        yield part
+        rows: list[Verdict] = []
+        for at in range(len(history) + start, len(history) + min(start + step, len(verdicts))):
+            rows.append(sequence[at])
+            rows += [sequence[at - back] for back in REPLAYS if at - back >= 0]
+        X = model.stored_features([v.review for v in rows], [v.features for v in rows])
+        y = np.array([v.label for v in rows])
+        if exact:
+            model.learn_features(X, y)
+        else:
+            for row in range(len(rows)):
+                model.learn_features(X[row:row + 1], y[row:row + 1])
+        yield verdicts[start:start + step]
+
+
+def _history(feedback: FeedbackLog, verdicts: list[Verdict]) -> list[Verdict]:
+    """What the replays of ``verdicts`` reach back to (see :func:`_learn`)."""
+    return feedback.accepted_before(verdicts[0].id, max(REPLAYS)) if verdicts else []
 
 
 class Learner:
@@ -120,8 +152,8 @@ class Learner:
         self._apply(self.feedback.accepted_after(self.applied_id))
 
     def _apply(self, verdicts: list[Verdict]) -> None:
-        """Learn from ``verdicts`` in id order, exactly as one ``partial_fit`` each."""
-        for part in _learn(self.model, verdicts):
+        """Learn from ``verdicts`` in id order, exactly as one ``partial_fit`` per row."""
+        for part in _learn(self.model, verdicts, _history(self.feedback, verdicts)):
             self.applied_id = part[-1].id
             self._unsaved += len(part)
 
@@ -252,7 +284,8 @@ class Learner:
         with self._commits:
             self._committing += 1
         try:
-            verdict = self.feedback.add_verdict(prediction_id, correct, client)
+            verdict = self.feedback.add_verdict(prediction_id, correct, client,
+                                                self.config.trust)
         finally:
             with self._commits:
                 self._committing -= 1
@@ -421,7 +454,7 @@ class Learner:
         come back with new ones (how a rollback restores a pruned state).
         """
         model = self.base.clone(self.store.base_state)
-        for _ in _learn(model, self.feedback.accepted_after(0, upto_id)):
+        for _ in _learn(model, self.feedback.accepted_after(0, upto_id), []):
             pass
         return model
 

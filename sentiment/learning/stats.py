@@ -4,6 +4,8 @@ Every figure is read from what is stored (the feedback log, the versions'
 manifests), so every process and every restart reports the same. The share of
 "Incorrect" presses is what users said of the predictions they judged: users who
 press only when the model is wrong make it higher than the model's error rate.
+Its complement, the live accuracy, is progressive validation: each verdict
+judges a prediction the model made before it learned that verdict.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from typing import Any
 
 from sentiment.learning.learner import Learner
+from sentiment.learning.trust import TRUST_REASONS
 
 # Stats are read from the log at most this often (seconds): /api/stats and the
 # dashboard cost next to nothing under load.
@@ -23,6 +26,10 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def _complement(share: float | None) -> float | None:
+    return None if share is None else round(1.0 - share, 4)
+
+
 def model_stats(learner: Learner) -> dict[str, Any]:
     """The figures, computed now."""
     days = learner.feedback.daily()
@@ -30,24 +37,28 @@ def model_stats(learner: Learner) -> dict[str, Any]:
     verdicts = sum(d.verdicts for d in days)
     incorrect = sum(d.incorrect for d in days)
     current = learner.store.current_name()
+    quarantines = learner.feedback.quarantine_reasons()
     return {
         "model_version": learner.model_version,
         "predictions": counts.get("predictions", 0),
         "verdicts": verdicts,
         "incorrect_share": _share(incorrect, verdicts),
+        "live_accuracy": _complement(_share(incorrect, verdicts)),
         "repeats": sum(d.repeats for d in days),
         "accepted": counts.get("accepted", 0),
         "quarantined": counts.get("quarantined", 0),
         "released": counts.get("released", 0),
+        "held_by_trust": sum(n for reason, n in quarantines if reason in TRUST_REASONS),
         "days": [{"day": d.day, "predictions": d.predictions, "verdicts": d.verdicts,
-                  "incorrect_share": _share(d.incorrect, d.verdicts)} for d in days],
+                  "incorrect_share": _share(d.incorrect, d.verdicts),
+                  "live_accuracy": _complement(_share(d.incorrect, d.verdicts))}
+                 for d in days],
         "versions": [{"name": v.name, "parent": v.parent, "created": v.created or None,
                       "holdout_accuracy": v.holdout_accuracy,
                       "last_feedback_id": v.last_feedback_id,
                       "current": v.name == current}
                      for v in learner.store.list()],
-        "quarantines": [{"reason": reason, "verdicts": n}
-                        for reason, n in learner.feedback.quarantine_reasons()],
+        "quarantines": [{"reason": reason, "verdicts": n} for reason, n in quarantines],
     }
 
 

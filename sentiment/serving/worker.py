@@ -49,6 +49,10 @@ class WaitressWorker(Worker):  # type: ignore[misc]  # gunicorn has no type hint
             cleanup_interval=1,
             # poll(): select() cannot watch more than 1,024 connections.
             asyncore_use_poll=True,
+            # Which proxies to believe is the app's decision (ProxyFix, set by
+            # SENTIMENT_TRUSTED_PROXIES); waitress would drop X-Forwarded-For
+            # before the app sees it, so every client behind nginx looked like one.
+            clear_untrusted_proxy_headers=False,
             # A body a little over the app's limit still gets the app's readable
             # 413; one declared over twice the limit is refused as its head
             # arrives, without being received.

@@ -62,6 +62,72 @@ class Verdict:
     created: str
     features: bytes | None  # the review's stored feature columns (None: not stored)
     repeat_of: int | None = None  # kept, not learned: the same client's verdict on this text
+    client: str | None = None
+    rejected: bool = False  # held for good by an operator: never released
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the log knows of a verdict's client when the verdict arrives: what a
+    :class:`Judge` weighs. "Confident" means the prediction's probability was at
+    least :attr:`Judge.confident`; a contradiction is an "Incorrect" press."""
+
+    probability: float  # of the label the model predicted, in [0.5, 1]
+    correct: bool
+    # The client's confident predictions before this one, counted up to
+    # Judge.confident_enough(client_contradicted): past that, more change nothing.
+    client_confident: int
+    client_verdicts: int  # the client's earlier verdicts (first verdicts, not released copies)
+    client_contradicted: int  # of them, confident contradictions
+    # Of the newest verdicts of clients with little record (``new_client``),
+    # oldest first: whether each contradicted a confident prediction.
+    newcomers: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    accept: bool
+    reason: str | None  # why it is held (None when accepted)
+    new_client: bool  # the client had too little record: the newcomers' pool judged it
+
+
+class Judge(Protocol):
+    """Decides, as a verdict is committed, whether it is learned or held (quarantined).
+
+    The decision is stored with the verdict, so it is made once, in the log's
+    order, and every process and every replay follows it.
+    """
+
+    @property
+    def confident(self) -> float:
+        """A prediction this sure (or surer) is "confident"."""
+        ...
+
+    @property
+    def newcomer_window(self) -> int:
+        """How many of the newcomers' newest verdicts :class:`Evidence` holds."""
+        ...
+
+    def confident_enough(self, contradicted: int) -> int:
+        """How many confident predictions of a client with ``contradicted`` confident
+        contradictions are worth counting: any more give the same judgement (a client
+        asking for thousands of predictions is judged at the cost of a few)."""
+        ...
+
+    def judge(self, evidence: Evidence) -> Judgement: ...
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """One client's part of the log, for operators (``flask feedback clients``)."""
+
+    client: str
+    predictions: int
+    verdicts: int
+    incorrect: int
+    confident: int  # predictions the model was confident of
+    contradicted: int  # verdicts that contradicted one of those
+    held: int  # verdicts quarantined now (the trust's or the guard's)
 
 
 @dataclass(frozen=True)
@@ -115,8 +181,12 @@ class FeedbackLog(Protocol):
         ...
 
     def add_verdict(self, prediction_id: int, correct: bool,
-                    client: str | None = None) -> Verdict:
-        """Commit a verdict durably; UnknownPrediction, DuplicateVerdict."""
+                    client: str | None = None, judge: Judge | None = None) -> Verdict:
+        """Commit a verdict durably; UnknownPrediction, DuplicateVerdict.
+
+        ``judge``: decides in the same transaction whether it is accepted or held
+        (None: accepted).
+        """
         ...
 
     def verdict(self, verdict_id: int) -> Verdict: ...
@@ -125,7 +195,18 @@ class FeedbackLog(Protocol):
         """Accepted verdicts with ``after_id < id <= upto_id``, in id order."""
         ...
 
-    def verdicts(self, status: str | None = None) -> list[Verdict]: ...
+    def accepted_before(self, before_id: int, n: int) -> list[Verdict]:
+        """The last ``n`` accepted verdicts with ``id < before_id``, in id order (what the
+        learner's replays reach back to, see :mod:`sentiment.learning.learner`)."""
+        ...
+
+    def verdicts(self, status: str | None = None, client: str | None = None) -> list[Verdict]:
+        ...
+
+    def clients(self, confident: float, limit: int = 20) -> list[ClientRecord]:
+        """The clients with the most verdicts, with their records; ``confident``: the
+        probability from which a prediction counts as confident."""
+        ...
 
     def head(self) -> tuple[int, int]:
         """(highest verdict id, generation): a cheap "has anything changed?" probe."""
@@ -149,7 +230,13 @@ class FeedbackLog(Protocol):
         """Inside :meth:`exclusive`: flag accepted verdicts in (after_id, upto_id]."""
         ...
 
-    def release(self, verdict_ids: Sequence[int]) -> list[int]: ...
+    def release(self, verdict_ids: Sequence[int]) -> list[int]:
+        """Re-append quarantined verdicts at the end of the log; returns the new ids."""
+        ...
+
+    def reject(self, verdict_ids: Sequence[int]) -> int:
+        """Mark quarantined verdicts as rejected for good (never released); how many."""
+        ...
 
     def integrity_check(self) -> str: ...
 

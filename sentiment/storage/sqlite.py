@@ -26,9 +26,12 @@ from typing import Any, cast
 
 from sentiment.locks import HostLock
 from sentiment.storage.log import (
+    ClientRecord,
     DayCounts,
     DuplicateVerdict,
+    Evidence,
     FeedbackError,
+    Judge,
     StoredPrediction,
     UnknownPrediction,
     Verdict,
@@ -67,7 +70,11 @@ CREATE TABLE IF NOT EXISTS feedback (
     -- An earlier accepted verdict of the same client on the same text: this
     -- one is kept but not learned, so that repeating a verdict adds nothing.
     repeat_of INTEGER REFERENCES feedback(id),
-    text_key BLOB  -- review_key() of the prediction's review: finds repeats by index
+    text_key BLOB,  -- review_key() of the prediction's review: finds repeats by index
+    -- The client had too little record when it arrived: the pool of such
+    -- clients' verdicts judged it (see sentiment.learning.trust).
+    new_client INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0  -- quarantined for good by an operator
 );
 -- One verdict per prediction; a released copy re-uses its prediction.
 CREATE UNIQUE INDEX IF NOT EXISTS one_verdict_per_prediction
@@ -88,13 +95,16 @@ def review_key(review: str) -> bytes:
 
 _VERDICT_SELECT = """
     SELECT f.id, f.prediction_id, f.correct, f.label, p.review, f.status, f.reason,
-           f.released_from, f.created, p.features, f.repeat_of
+           f.released_from, f.created, p.features, f.repeat_of, f.client, f.rejected
     FROM feedback f JOIN predictions p ON p.id = f.prediction_id
 """
 
 
 def _verdict(row: tuple[Any, ...]) -> Verdict:
-    return Verdict(row[0], row[1], bool(row[2]), *row[3:])
+    (id_, prediction_id, correct, label, review, status, reason, released_from, created,
+     features, repeat_of, client, rejected) = row
+    return Verdict(id_, prediction_id, bool(correct), label, review, status, reason,
+                   released_from, created, features, repeat_of, client, bool(rejected))
 
 
 def _open_wal(path: Path) -> sqlite3.Connection:
@@ -172,6 +182,17 @@ class SQLiteFeedbackLog:
                            " FROM predictions p WHERE p.id = feedback.prediction_id)")
             db.execute("CREATE INDEX IF NOT EXISTS feedback_client_text"
                        " ON feedback(client, text_key, status)")
+            if "new_client" not in columns:
+                db.execute("ALTER TABLE feedback ADD COLUMN new_client INTEGER NOT NULL"
+                           " DEFAULT 0")
+            if "rejected" not in columns:
+                db.execute("ALTER TABLE feedback ADD COLUMN rejected INTEGER NOT NULL"
+                           " DEFAULT 0")
+            # What a Judge's evidence is counted from (see _evidence).
+            db.execute("CREATE INDEX IF NOT EXISTS feedback_newcomers"
+                       " ON feedback(new_client, id)")
+            db.execute("CREATE INDEX IF NOT EXISTS prediction_client"
+                       " ON predictions(client, probability, id)")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -267,17 +288,20 @@ class SQLiteFeedbackLog:
         return _verdict(row) if row else None
 
     # -- verdicts ---------------------------------------------------------
-    def add_verdict(self, prediction_id: int, correct: bool, client: str | None = None) -> Verdict:
+    def add_verdict(self, prediction_id: int, correct: bool, client: str | None = None,
+                    judge: Judge | None = None) -> Verdict:
         """Commit a verdict; the label learned is the prediction's, or its opposite.
 
         A verdict of a client that already has an accepted verdict on the same
         text is stored as a repeat of it, and not learned: five verdicts from
-        one client on five predictions of one review weigh as one.
+        one client on five predictions of one review weigh as one. Any other
+        is accepted, or held (quarantined with the reason) if ``judge`` says so,
+        judged on what the log holds when it commits.
         """
         with self._transaction(durable=True) as db:
             row = db.execute(
-                "SELECT label, review FROM predictions WHERE id = ?", (prediction_id,)
-            ).fetchone()
+                "SELECT label, review, probability FROM predictions WHERE id = ?",
+                (prediction_id,)).fetchone()
             if row is None:
                 raise UnknownPrediction(f"no prediction with id {prediction_id}")
             label = row[0] if correct else 1 - row[0]
@@ -287,12 +311,21 @@ class SQLiteFeedbackLog:
                 " AND status = 'accepted' AND repeat_of IS NULL ORDER BY id LIMIT 1",
                 (client, key),
             ).fetchone() if client is not None else None
+            judgement = None
+            if judge is not None and earlier is None:
+                judgement = judge.judge(
+                    self._evidence(db, judge, prediction_id, row[2], correct, client))
+            held = judgement is not None and not judgement.accept
             try:
                 cur = db.execute(
                     "INSERT INTO feedback (prediction_id, correct, label, client, created,"
-                    " repeat_of, text_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " repeat_of, text_key, status, reason, new_client)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (prediction_id, int(correct), label, client, now(),
-                     earlier[0] if earlier else None, key),
+                     earlier[0] if earlier else None, key,
+                     "quarantined" if held else "accepted",
+                     judgement.reason if judgement is not None and held else None,
+                     int(judgement is not None and judgement.new_client)),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateVerdict("this prediction already has a verdict") from exc
@@ -300,6 +333,33 @@ class SQLiteFeedbackLog:
         # lastrowid is None only before a connection's first INSERT; this one just ran.
         assert verdict_id is not None
         return self.verdict(verdict_id)
+
+    @staticmethod
+    def _evidence(db: sqlite3.Connection, judge: Judge, prediction_id: int,
+                  probability: float, correct: bool, client: str | None) -> Evidence:
+        """What ``judge`` weighs, counted inside the verdict's own write transaction."""
+        confident = judge.confident
+        if client is None:
+            client_confident = client_verdicts = client_contradicted = 0
+        else:
+            client_verdicts, client_contradicted = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(f.correct = 0 AND p.probability >= ?), 0)"
+                " FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
+                " WHERE f.client = ? AND f.released_from IS NULL",
+                (confident, client)).fetchone()
+            client_confident = db.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM predictions WHERE client = ?"
+                " AND probability >= ? AND id < ? LIMIT ?)",
+                (client, confident, prediction_id,
+                 judge.confident_enough(int(client_contradicted)))).fetchone()[0]
+        newest = db.execute(
+            "SELECT f.correct = 0 AND p.probability >= ? FROM feedback f"
+            " JOIN predictions p ON p.id = f.prediction_id"
+            " WHERE f.new_client = 1 AND f.released_from IS NULL"
+            " ORDER BY f.id DESC LIMIT ?", (confident, judge.newcomer_window)).fetchall()
+        return Evidence(probability, correct, int(client_confident), int(client_verdicts),
+                        int(client_contradicted),
+                        tuple(bool(r[0]) for r in reversed(newest)))
 
     def verdict(self, verdict_id: int) -> Verdict:
         row = self._connect().execute(
@@ -320,13 +380,45 @@ class SQLiteFeedbackLog:
         rows = self._connect().execute(sql + " ORDER BY f.id", args).fetchall()
         return [_verdict(r) for r in rows]
 
-    def verdicts(self, status: str | None = None) -> list[Verdict]:
-        sql = _VERDICT_SELECT
+    def accepted_before(self, before_id: int, n: int) -> list[Verdict]:
+        """The last ``n`` accepted verdicts with ``id < before_id``, in id order."""
+        if n <= 0:
+            return []
+        rows = self._connect().execute(
+            _VERDICT_SELECT + " WHERE f.id < ? AND f.status = 'accepted' AND f.repeat_of IS NULL"
+            " ORDER BY f.id DESC LIMIT ?", (before_id, n)).fetchall()
+        return [_verdict(r) for r in reversed(rows)]
+
+    def verdicts(self, status: str | None = None, client: str | None = None) -> list[Verdict]:
+        sql = _VERDICT_SELECT + " WHERE 1"
         args: tuple[str, ...] = ()
         if status:
-            sql += " WHERE f.status = ?"
-            args = (status,)
+            sql += " AND f.status = ?"
+            args += (status,)
+        if client is not None:
+            sql += " AND f.client = ?"
+            args += (client,)
         return [_verdict(r) for r in self._connect().execute(sql + " ORDER BY f.id", args)]
+
+    def clients(self, confident: float, limit: int = 20) -> list[ClientRecord]:
+        """The clients with the most verdicts (first verdicts only), with their records;
+        ``confident``: the probability from which a prediction counts as confident."""
+        db = self._connect()
+        rows = db.execute(
+            "SELECT f.client, COUNT(*), SUM(f.correct = 0),"
+            " SUM(f.correct = 0 AND p.probability >= ?), SUM(f.status = 'quarantined')"
+            " FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
+            " WHERE f.released_from IS NULL AND f.client IS NOT NULL"
+            " GROUP BY f.client ORDER BY 2 DESC, 1 LIMIT ?", (confident, limit)).fetchall()
+        records = []
+        for client, verdicts, incorrect, contradicted, held in rows:
+            predictions, sure = db.execute(
+                "SELECT COUNT(*), SUM(probability >= ?) FROM predictions WHERE client = ?",
+                (confident, client)).fetchone()
+            records.append(ClientRecord(client, int(predictions), int(verdicts),
+                                        int(incorrect), int(sure or 0),
+                                        int(contradicted), int(held)))
+        return records
 
     def head(self) -> tuple[int, int]:
         """(highest verdict id, generation): a cheap "has anything changed?" probe."""
@@ -390,13 +482,15 @@ class SQLiteFeedbackLog:
         with self._transaction(durable=True) as db:
             for verdict_id in verdict_ids:
                 row = db.execute(
-                    "SELECT prediction_id, correct, label, status, client, text_key"
+                    "SELECT prediction_id, correct, label, status, client, text_key, rejected"
                     " FROM feedback WHERE id = ?", (verdict_id,),
                 ).fetchone()
                 if row is None:
                     raise UnknownPrediction(f"no verdict with id {verdict_id}")
                 if row[3] != "quarantined":
                     raise FeedbackError(f"verdict {verdict_id} is {row[3]}, not quarantined")
+                if row[6]:
+                    raise FeedbackError(f"verdict {verdict_id} was rejected: it stays out")
                 db.execute(
                     "UPDATE feedback SET status = 'released' WHERE id = ?", (verdict_id,)
                 )
@@ -409,6 +503,19 @@ class SQLiteFeedbackLog:
                 assert cur.lastrowid is not None
                 new_ids.append(cur.lastrowid)
         return new_ids
+
+    def reject(self, verdict_ids: Sequence[int]) -> int:
+        """Mark quarantined verdicts as rejected for good (never released); how many."""
+        with self._transaction(durable=True) as db:
+            for verdict_id in verdict_ids:
+                row = db.execute("SELECT status FROM feedback WHERE id = ?",
+                                 (verdict_id,)).fetchone()
+                if row is None:
+                    raise UnknownPrediction(f"no verdict with id {verdict_id}")
+                if row[0] != "quarantined":
+                    raise FeedbackError(f"verdict {verdict_id} is {row[0]}, not quarantined")
+                db.execute("UPDATE feedback SET rejected = 1 WHERE id = ?", (verdict_id,))
+        return len(verdict_ids)
 
     def integrity_check(self) -> str:
         return cast(str, self._connect().execute("PRAGMA integrity_check").fetchone()[0])

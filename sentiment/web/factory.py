@@ -25,6 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from sentiment.cli import feedback_cli, model_cli
 from sentiment.learning.learner import Learner, LearnerConfig
 from sentiment.learning.stats import CachedStats
+from sentiment.learning.trust import TrustPolicy
 from sentiment.models import LINEAR, load_model
 from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
@@ -126,6 +127,7 @@ def _build(settings: Settings, flask_config: dict[str, Any],
             guard=settings.guard,
             guard_margin=settings.guard_margin,
             keep_versions=settings.keep_versions,
+            trust=TrustPolicy() if settings.trust else None,
         ),
     )
     app.extensions["stats"] = CachedStats(app.extensions["learner"])

@@ -39,12 +39,15 @@ EXAMPLE_REVIEW = "A moving, beautifully acted film. I loved it."
 EXAMPLE_TOKEN = "Xq3mV8f0TqkV2bYt1cQx4w"
 STATS_EXAMPLE = {
     "model_version": "v000003+613", "predictions": 2410, "verdicts": 640,
-    "incorrect_share": 0.21, "repeats": 12, "accepted": 613, "quarantined": 15, "released": 0,
+    "incorrect_share": 0.21, "live_accuracy": 0.79, "repeats": 12, "accepted": 603,
+    "quarantined": 25, "released": 0, "held_by_trust": 10,
     "days": [{"day": "2026-12-06", "predictions": 2410, "verdicts": 640,
-              "incorrect_share": 0.21}],
+              "incorrect_share": 0.21, "live_accuracy": 0.79}],
     "versions": [{"name": "v000003", "parent": "v000002", "created": "2026-12-06T18:02:11Z",
                   "holdout_accuracy": 0.9185, "last_feedback_id": 600, "current": True}],
-    "quarantines": [{"reason": "guard: holdout accuracy 0.9010 < 0.9085", "verdicts": 15}],
+    "quarantines": [{"reason": "guard: holdout accuracy 0.9010 < 0.9085", "verdicts": 15},
+                    {"reason": "trust: the client contradicts too many of its confident "
+                               "predictions", "verdicts": 10}],
 }
 
 
@@ -103,7 +106,8 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(
                     _ref(FeedbackRequest), {"prediction_id": EXAMPLE_TOKEN, "correct": False})},
                 "responses": {
-                    "201": {"description": "stored and learned",
+                    "201": {"description": "stored; learned unless held for an operator "
+                                           "(the trust policy or the guard)",
                             "content": _json(_ref(FeedbackOut), {
                                 "feedback_id": 613, "prediction_id": EXAMPLE_TOKEN,
                                 "correct": False, "label": "negative",

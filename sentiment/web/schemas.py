@@ -81,8 +81,9 @@ class FeedbackOut(BaseModel):
     feedback_id: int
     prediction_id: str
     correct: bool
-    label: Literal["negative", "positive"] = Field(description="the label learned")
-    model_version: str = Field(description="the live model's version once it learned this")
+    label: Literal["negative", "positive"] = Field(description="the label the verdict gives")
+    model_version: str = Field(description="the live model's version once it learned this (or "
+                                           "held it)")
 
 
 class HealthOut(BaseModel):
@@ -101,6 +102,10 @@ class DayOut(BaseModel):
     predictions: int
     verdicts: int
     incorrect_share: float | None = Field(description="share of Incorrect presses")
+    live_accuracy: float | None = Field(
+        description="share of Correct presses: each verdict judges a prediction made before "
+                    "the model learned it (progressive validation); lower than the model's "
+                    "accuracy when users press only when it is wrong")
 
 
 class VersionOut(BaseModel):
@@ -125,11 +130,18 @@ class StatsOut(BaseModel):
         description="share of Incorrect presses among verdicts: what users said of the "
                     "predictions they judged (higher than the error rate when users press "
                     "only when the model is wrong)")
+    live_accuracy: float | None = Field(
+        description="share of Correct presses: each verdict judges a prediction made before "
+                    "the model learned it (progressive validation); lower than the model's "
+                    "accuracy when users press only when it is wrong")
     repeats: int = Field(description="verdicts repeating the same client's on the same text "
                                      "(stored, not learned)")
     accepted: int
     quarantined: int
     released: int
+    held_by_trust: int = Field(description="of the quarantined, verdicts the trust policy held "
+                                           "as they came (the rest: the guard's, or an "
+                                           "operator's rollback)")
     days: list[DayOut]
     versions: list[VersionOut]
     quarantines: list[QuarantineOut]
