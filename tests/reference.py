@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiment.learning.learner import REPLAYS
+from sentiment.models.linear import REPLAYS
 from sentiment.models.state import ModelState
 from sentiment.text.vectorizer import load_vectorizer
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sentiment.web.highlight import Segment, highlighted, word_pushes
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sentiment.web.highlight import FAINTEST, WORD, Segment, highlighted, word_pushes
 
 
 def test_a_phrase_push_is_shared_by_its_words_and_words_add_up() -> None:
@@ -23,3 +26,29 @@ def test_the_segments_are_the_review_again_with_its_words_marked() -> None:
 
 def test_without_an_explanation_the_review_is_one_plain_segment() -> None:
     assert highlighted("Nothing to mark.", []) == [Segment("Nothing to mark.")]
+
+
+def _word_by_word(review: str, explanation: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The marked words as the page meant them: each word of the review folded alone."""
+    pushes = word_pushes(explanation)
+    strongest = max((abs(p) for p in pushes.values()), default=0.0)
+    out = []
+    for match in WORD.finditer(review):
+        push = pushes.get(match.group().lower().replace("’", "'"))
+        if push and abs(push) >= FAINTEST * strongest:
+            out.append((match.group(), push))
+    return out
+
+
+@given(st.lists(st.sampled_from(["Good", "good", "GOOD", "İstanbul", "istanbul", "don’t",
+                                 "don't", "ǅemal", "straße", "STRASSE", "bad", "x'good",
+                                 " ", ", ", "\n", "—", "é", "Ω"]), max_size=30),
+       st.lists(st.tuples(st.sampled_from(["good", "bad", "don't", "i̇stanbul", "straße",
+                                           "ǆemal", "good bad"]),
+                          st.floats(-2, 2, allow_nan=False)), max_size=5))
+def test_folding_the_whole_review_marks_what_folding_each_word_would(parts, explanation):
+    review = "".join(parts)
+    segments = highlighted(review, explanation)
+    assert "".join(s.text for s in segments) == review
+    assert [(s.text, s.push) for s in segments if s.push is not None] == \
+        _word_by_word(review, explanation)

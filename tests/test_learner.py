@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiment.learning.learner import REPLAYS
 from sentiment.locks import HostLock
+from sentiment.models.linear import REPLAYS
 from tests.fakes import make_review
 from tests.reference import reference_state
 

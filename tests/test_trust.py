@@ -61,14 +61,14 @@ def test_a_client_contradicting_most_of_its_confident_predictions_is_not_learned
 
 
 def test_predictions_without_verdicts_cannot_buy_trust():
-    # 1,000 confident predictions asked for, 5 judged, all 5 contradicted: a
-    # small share of its predictions, but most of its verdicts.
-    judged = POLICY.judge(evidence(seen=1000, contradicted=5, verdicts=5))
+    # 1,000 confident predictions asked for, 8 judged, all 8 contradicted: a
+    # small share of its predictions, but all of its verdicts.
+    judged = POLICY.judge(evidence(seen=1000, contradicted=8, verdicts=8))
     assert judged == Judgement(False, DISTRUSTED, False)
-    # 3 of 7 verdicts contradicted: too many to vouch, too few to distrust.
-    assert POLICY.judge(evidence(seen=1000, contradicted=3, verdicts=7)) == \
+    # 4 of 8 verdicts contradicted: too many to vouch, too few to distrust.
+    assert POLICY.judge(evidence(seen=1000, contradicted=4, verdicts=8)) == \
         Judgement(False, UNPROVEN, False)
-    assert POLICY.judge(evidence(probability=0.6, seen=1000, contradicted=3, verdicts=7)).accept
+    assert POLICY.judge(evidence(probability=0.6, seen=1000, contradicted=4, verdicts=8)).accept
     # An honest user who presses only when the model is wrong: a third of its
     # verdicts contradict confident predictions (its other corrections, unsure ones).
     assert POLICY.judge(evidence(seen=60, contradicted=4, verdicts=14)).accept

@@ -2,8 +2,8 @@
 
 Invariant: the live model equals the base model after ``partial_fit`` on every
 *accepted* verdict of the log, one at a time, in id order, each followed by the
-replays of the accepted verdicts :data:`REPLAYS` places before it. Everything
-here keeps that true:
+replays of the accepted verdicts the model's :attr:`~ServedModel.replays` places
+before it. Everything here keeps that true:
 
 * a verdict is committed to the log first, then :meth:`Learner.sync` applies
   every accepted row after ``applied_id``, in id order, under a lock;
@@ -58,13 +58,6 @@ class LearnerConfig:
     trust: TrustPolicy | None = TrustPolicy()  # None: every first verdict is accepted
 
 
-# Each accepted verdict is learned again after this many more accepted ones, so
-# that it counts three times, like three passes over the verdicts but in one, as
-# they come; spaced so that the model has moved in between. Part of what the
-# model is a function of: changing it changes every replay of the log.
-REPLAYS = (20, 60)
-
-
 @dataclass(frozen=True)
 class GuardResult:
     published: VersionInfo | None
@@ -78,9 +71,9 @@ def _learn(model: ServedModel, verdicts: list[Verdict], history: list[Verdict],
     """Teach ``model`` the verdicts in id order, yielding each group once it is learned.
 
     Each verdict is followed by the replays of the accepted verdicts
-    :data:`REPLAYS` places before it: ``history`` holds the accepted verdicts
-    just before ``verdicts[0]`` (the last ``max(REPLAYS)`` of them, or all there
-    are). Groups of ``chunk`` verdicts when one ``partial_fit`` over their rows
+    ``model.replays`` places before it: ``history`` holds the accepted verdicts
+    just before ``verdicts[0]`` (the last ``max(model.replays)`` of them, or all
+    there are). Groups of ``chunk`` verdicts when one ``partial_fit`` over their rows
     equals one per row. The features come from those stored with each
     prediction when possible.
     """
@@ -91,7 +84,7 @@ def _learn(model: ServedModel, verdicts: list[Verdict], history: list[Verdict],
         rows: list[Verdict] = []
         for at in range(len(history) + start, len(history) + min(start + step, len(verdicts))):
             rows.append(sequence[at])
-            rows += [sequence[at - back] for back in REPLAYS if at - back >= 0]
+            rows += [sequence[at - back] for back in model.replays if at - back >= 0]
         X = model.stored_features([v.review for v in rows], [v.features for v in rows])
         y = np.array([v.label for v in rows])
         if exact:
@@ -102,9 +95,11 @@ def _learn(model: ServedModel, verdicts: list[Verdict], history: list[Verdict],
         yield verdicts[start:start + step]
 
 
-def _history(feedback: FeedbackLog, verdicts: list[Verdict]) -> list[Verdict]:
+def _history(model: ServedModel, feedback: FeedbackLog,
+             verdicts: list[Verdict]) -> list[Verdict]:
     """What the replays of ``verdicts`` reach back to (see :func:`_learn`)."""
-    return feedback.accepted_before(verdicts[0].id, max(REPLAYS)) if verdicts else []
+    reach = max(model.replays, default=0)
+    return feedback.accepted_before(verdicts[0].id, reach) if verdicts and reach else []
 
 
 class Learner:
@@ -153,7 +148,7 @@ class Learner:
 
     def _apply(self, verdicts: list[Verdict]) -> None:
         """Learn from ``verdicts`` in id order, exactly as one ``partial_fit`` per row."""
-        for part in _learn(self.model, verdicts, _history(self.feedback, verdicts)):
+        for part in _learn(self.model, verdicts, _history(self.model, self.feedback, verdicts)):
             self.applied_id = part[-1].id
             self._unsaved += len(part)
 

@@ -12,11 +12,12 @@ or whatever :mod:`sentiment.web` names clients by):
 * a contradiction of a confident prediction is learned only from a client whose
   record vouches for it: enough confident predictions of its own, few of them
   contradicted;
-* the same two rules hold for the share of the client's *verdicts* that
-  contradict confident predictions, which asking for many predictions and
-  judging few cannot dilute (an honest user who presses only when the model is
-  wrong contradicts confident predictions in about a third of its verdicts,
-  since a third of the model's mistakes are confident ones);
+* the same two rules hold, with looser thresholds, for the share of the
+  client's *verdicts* that contradict confident predictions, which asking for
+  many predictions and judging few cannot dilute (looser, because an honest user
+  who presses only when the model is wrong contradicts confident predictions in
+  a quarter to a third of its verdicts: that many of the model's mistakes are
+  confident ones);
 * clients with too little record form one pool (that is how a liar spreading
   over many addresses looks): when the pool's newest verdicts contradict
   confident predictions too often, its verdicts are held until that passes.
@@ -50,9 +51,9 @@ class TrustPolicy:
     vouches: float = 0.2  # at most this share contradicted: its contradictions are learned
     distrust: float = 0.5  # more than this share contradicted (and ...)
     distrust_min: int = 2  # ... at least this many): nothing more is learned from it
-    verdicts_vouch: float = 0.35  # at most this share of its verdicts contradicted, too
-    verdicts_distrust: float = 0.4  # more than this share of its verdicts (and ...)
-    verdicts_distrust_min: int = 5  # ... at least this many): nothing more is learned
+    verdicts_vouch: float = 0.4  # at most this share of its verdicts contradicted, too
+    verdicts_distrust: float = 0.5  # more than this share of its verdicts (and ...)
+    verdicts_distrust_min: int = 8  # ... at least this many): nothing more is learned
     newcomer_window: int = 100  # newest verdicts of clients without a record, judged together
     newcomer_min: int = 20  # ... once there are this many
     newcomer_limit: float = 0.35  # held while more than this share contradict confident ones

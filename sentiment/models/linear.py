@@ -43,6 +43,13 @@ from sentiment.text.vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 NUMERIC = threading.Lock()
 
 
+# Each accepted verdict is learned again after this many more accepted ones, so
+# that it counts three times, like three passes over the verdicts but in one, as
+# they come, spaced so that the model has moved in between (python -m bench.loop:
+# docs/learning-loop.md). Changing it changes every replay of the log.
+REPLAYS = (20, 60)
+
+
 class SentimentModel:
     """Vectorizer + classifier, safe to share between threads.
 
@@ -231,6 +238,11 @@ class SentimentModel:
         """
         clf = self._clf
         return clf.penalty is None and not clf.shuffle and not clf.average
+
+    @property
+    def replays(self) -> tuple[int, ...]:
+        """:data:`REPLAYS`: three steps per verdict (docs/learning-loop.md)."""
+        return REPLAYS
 
     def learn_features(self, X: sp.csr_matrix, y: np.ndarray) -> None:
         """``partial_fit(X, y)``, applied so that readers never see half an update."""

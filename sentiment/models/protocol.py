@@ -50,6 +50,13 @@ class ServedModel(Protocol):
         """Whether one update on k rows is bit for bit the k single-row updates."""
         ...
 
+    @property
+    def replays(self) -> tuple[int, ...]:
+        """After each accepted verdict, the learner teaches again the accepted verdicts
+        this many places before it (see :mod:`sentiment.learning.learner`). Part of
+        what the live model is a function of, so fixed by the model's kind."""
+        ...
+
     # -- features
     def tokenize(self, text: str) -> list[str]: ...
 

@@ -56,16 +56,27 @@ def highlighted(review: str, explanation: list[tuple[str, float]]) -> list[Segme
     are the review again, character for character."""
     pushes = word_pushes(explanation)
     strongest = max((abs(p) for p in pushes.values()), default=0.0)
+    marked = {word: push for word, push in pushes.items()
+              if push and abs(push) >= FAINTEST * strongest}
+    if not marked:
+        return [Segment(review)] if review else []
+    # Words are looked up as word_pushes spells them: lowercased, with straight
+    # apostrophes. Folding the whole review at once is what the page pays for a
+    # long review's hundreds of words; a folding that changes the length (a few
+    # rare letters do) falls back to folding word by word, where positions hold.
+    folded = review.lower().replace("’", "'")
+    whole = len(folded) == len(review)
     segments: list[Segment] = []
     at = 0
-    for match in WORD.finditer(review):
-        push = pushes.get(match.group().lower().replace("’", "'"))
-        if not push or abs(push) < FAINTEST * strongest:
+    for match in WORD.finditer(folded if whole else review):
+        push = marked.get(match.group() if whole else match.group().lower().replace("’", "'"))
+        if push is None:
             continue
-        if match.start() > at:
-            segments.append(Segment(review[at:match.start()]))
-        segments.append(Segment(match.group(), push, abs(push) / strongest))
-        at = match.end()
+        start, end = match.span()
+        if start > at:
+            segments.append(Segment(review[at:start]))
+        segments.append(Segment(review[start:end], push, abs(push) / strongest))
+        at = end
     if at < len(review):
         segments.append(Segment(review[at:]))
     return segments

@@ -78,6 +78,11 @@ class EnsembleModel(AnswersFromProbabilities):
         return sha256_bytes(key.encode())[:16]
 
     @property
+    def replays(self) -> tuple[int, ...]:
+        """None, as for each member."""
+        return ()
+
+    @property
     def learns_in_batches_exactly(self) -> bool:
         """False, as for each member: one SGD step per verdict."""
         return False

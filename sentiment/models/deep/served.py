@@ -117,6 +117,11 @@ class DeepModel(AnswersFromProbabilities):
         return sha256_bytes(key.encode())[:16]
 
     @property
+    def replays(self) -> tuple[int, ...]:
+        """None: the online rates were chosen for one step per verdict (docs/deep-models.md)."""
+        return ()
+
+    @property
     def learns_in_batches_exactly(self) -> bool:
         """False: one step on k rows averages their gradients, unlike k steps (see module)."""
         return False
