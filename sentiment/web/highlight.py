@@ -10,6 +10,7 @@ relative to the strongest word the intensity.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from html import escape
@@ -18,6 +19,7 @@ from markupsafe import Markup
 
 # Words as the reader sees them: letters and digits, joined by inner apostrophes.
 WORD = re.compile(r"\w+(?:['’]\w+)*")
+WORDS_AND_GAPS = re.compile(f"({WORD.pattern})")  # split: gap, word, gap, ..., gap
 # Marks lighter than this are not worth a colour (rounding noise of a weak phrase).
 FAINTEST = 0.12
 
@@ -61,20 +63,29 @@ def highlighted(review: str, explanation: list[tuple[str, float]]) -> list[Segme
     if not marked:
         return [Segment(review)] if review else []
     # Words are looked up as word_pushes spells them: lowercased, with straight
-    # apostrophes. Folding the whole review at once is what the page pays for a
-    # long review's hundreds of words; a folding that changes the length (a few
-    # rare letters do) falls back to folding word by word, where positions hold.
+    # apostrophes. The review is folded and cut into words at once (in C: a long
+    # review's hundreds of words cost the page more in a Python loop than the
+    # rest of its marking); a folding that changes the length (a few rare
+    # letters do) falls back to folding word by word, where positions hold.
     folded = review.lower().replace("’", "'")
-    whole = len(folded) == len(review)
+    if len(folded) != len(review):
+        parts = WORDS_AND_GAPS.split(review)
+        words = [w.lower().replace("’", "'") for w in parts[1::2]]
+    else:
+        parts = WORDS_AND_GAPS.split(folded)
+        words = parts[1::2]
+    # parts alternates gap, word, gap, ...: word i is parts[2 * i + 1].
+    hits = [i for i, word in enumerate(words) if word in marked]
+    if not hits:
+        return [Segment(review)] if review else []
+    starts = list(itertools.accumulate(map(len, parts), initial=0))
     segments: list[Segment] = []
     at = 0
-    for match in WORD.finditer(folded if whole else review):
-        push = marked.get(match.group() if whole else match.group().lower().replace("’", "'"))
-        if push is None:
-            continue
-        start, end = match.span()
+    for i in hits:
+        start, end = starts[2 * i + 1], starts[2 * i + 2]
         if start > at:
             segments.append(Segment(review[at:start]))
+        push = marked[words[i]]
         segments.append(Segment(review[start:end], push, abs(push) / strongest))
         at = end
     if at < len(review):
