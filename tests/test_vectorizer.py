@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 import zlib
@@ -11,13 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
 from sentiment.text.ngrams import TokenHashes, WordNGrams
 from sentiment.text.spec import ColumnMap, VectorizerSpec
-from sentiment.text.tokenizer import Tokenizer, without_negations
+from sentiment.text.tokenizer import (
+    PUNCTUATION,
+    PUNCTUATION_MARKS,
+    Tokenizer,
+    without_negations,
+)
 from sentiment.text.vectorizer import (
     FINGERPRINT_BYTES,
     PKL_DIR,
@@ -79,6 +87,16 @@ def test_punctuation_marks_can_be_tokens_where_they_stand() -> None:
                                "“", "meh", "”"]
     assert Tokenizer(["at", "!"], punctuation=True)("at all!") == ["all"]
     assert pickle.loads(pickle.dumps(tokenizer))(text) == tokenizer(text)
+
+
+@given(st.text(alphabet=st.sampled_from(list(PUNCTUATION_MARKS + "aZé İß ΣΟ\n\t<>br/ 12")),
+               max_size=80))
+def test_punctuation_is_spaced_as_a_regex_substitution_would(text: str) -> None:
+    """The tokens as the substitution r" \\1 " over the marks gave them (the tokenizer
+    now splits and joins, faster, and must not change a feature)."""
+    html_free = re.sub(r"<[^>]*>", " ", text)
+    assert Tokenizer(punctuation=True)(text) == \
+        PUNCTUATION.sub(r" \1 ", html_free.lower()).split()
 
 
 def test_negations_survive_the_n_gram_stopword_list() -> None:

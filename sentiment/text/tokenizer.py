@@ -20,7 +20,8 @@ NON_WORD = re.compile(r"\W+")
 EMPHASIS = re.compile(r"[!?]")
 # Every ASCII punctuation mark and the typographic ones reviews use, each to
 # become a token of its own where it stands ("great !", ": )", "... not").
-PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "“”¨«»®´·º½¾¿¡§£₤‘’])")
+PUNCTUATION_MARKS = string.punctuation + "“”¨«»®´·º½¾¿¡§£₤‘’"
+PUNCTUATION = re.compile("([" + re.escape(PUNCTUATION_MARKS) + "])")
 
 # A letter or a digit: what makes a token a word. Punctuation marks and emoji
 # are tokens of the default model too, but a review of nothing else is no review.
@@ -84,7 +85,11 @@ class Tokenizer:
         stop = self.stopwords
         if self.punctuation:
             emoticons = []
-            words = PUNCTUATION.sub(r" \1 ", text.lower()).split()
+            # Spaces around each mark, as PUNCTUATION.sub(r" \1 ", ...) would put
+            # them (tested), without expanding a template per match: the split
+            # keeps each mark as an item of its own, the join spaces them all
+            # (half the time tokenizing took).
+            words = " ".join(PUNCTUATION.split(text.lower())).split()
             if stop:  # (filtering against none costs 40% of tokenizing)
                 words = [w for w in words if w not in stop]
         else:
