@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sentiment.files import atomic_write
-from sentiment.models.linear import SentimentModel, _overlaps
+from sentiment.models.linear import SentimentModel, _overlaps_any
 from sentiment.models.state import ModelState
 
 
@@ -18,12 +18,15 @@ def test_explanation_names_the_words_that_pushed_each_way(tiny_model_dir: Path) 
     assert pushes == sorted(pushes, key=lambda p: abs(p[1]), reverse=True)
     assert dict(pushes)["wonderful"] > 0 and dict(pushes)["awful"] < 0
     # No n-gram is listed next to one that contains it.
-    assert not any(_overlaps(a, b) for i, a in enumerate(grams) for b in grams[i + 1:])
+    assert not any(_overlaps_any(f" {a} ", [f" {b} "])
+                   for i, a in enumerate(grams) for b in grams[i + 1:])
 
 
-def test_overlap_is_by_whole_words() -> None:
-    assert _overlaps("waste", "waste of time") and _overlaps("of time", "waste of time")
-    assert not _overlaps("bad", "badly made") and not _overlaps("i love this", "love this movie")
+def test_overlap_is_by_whole_words_either_way() -> None:
+    assert _overlaps_any(" waste ", [" bad ", " waste of time "])
+    assert _overlaps_any(" waste of time ", [" of time "])
+    assert not _overlaps_any(" bad ", [" badly made "])
+    assert not _overlaps_any(" i love this ", [" love this movie "])
 
 
 def test_state_round_trips_bit_for_bit(tiny_model_dir: Path) -> None:

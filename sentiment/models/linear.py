@@ -14,6 +14,7 @@ import copy
 import io
 import json
 import pickle
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -213,11 +214,15 @@ class SentimentModel:
         # from what people read ("brilliant ." and ". brilliant" are "brilliant";
         # "!" alone is left out: its push is real, but it is no word to point at).
         chosen: list[tuple[str, float]] = []
+        spaced: list[str] = []  # each chosen phrase between spaces: " waste of "
         for position, push in zip(first, pushes, strict=True):
+            if push == 0.0:
+                continue
             gram = _readable(self.vectorizer.gram(tokens, position))  # as in gram_columns
-            if push == 0.0 or not gram or any(_overlaps(gram, other) for other, _ in chosen):
+            if not gram or _overlaps_any(f" {gram} ", spaced):
                 continue
             chosen.append((gram, push))
+            spaced.append(f" {gram} ")
             if len(chosen) == k:
                 break
         return chosen
@@ -351,12 +356,17 @@ class SentimentModel:
         return twin
 
 
+# A letter or a digit (what str.isalnum accepts): what makes a token a word.
+_ALNUM = re.compile(r"[^\W_]")
+
+
 def _readable(gram: str) -> str:
     """The n-gram's words without its punctuation tokens ("" if it is only those)."""
-    return " ".join(t for t in gram.split(" ") if any(c.isalnum() for c in t))
+    return " ".join(t for t in gram.split(" ") if _ALNUM.search(t))
 
 
-def _overlaps(a: str, b: str) -> bool:
-    """True if the word sequence of one n-gram occurs inside the other's."""
-    short, long = sorted((f" {a} ", f" {b} "), key=len)
-    return short in long
+def _overlaps_any(spaced: str, others: list[str]) -> bool:
+    """True if the word sequence of ``spaced`` (" waste of ") occurs inside one of
+    ``others`` (spaced alike) or one of them inside it."""
+    return any(spaced in other if len(spaced) <= len(other) else other in spaced
+               for other in others)
