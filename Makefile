@@ -15,7 +15,7 @@ MODEL ?=
 DEEP_PRESETS := rnn cnn rcnn
 ARGS ?=
 
-.PHONY: help run test test-fast lint train bench bench-serving browser axe clean deep
+.PHONY: help run test test-fast lint train bench bench-serving bench-peers browser axe clean deep
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -30,8 +30,8 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-bench.txt
 	touch $@
 
 # The Keras models (JAX backend): training them and serving a "kind": "keras"
@@ -87,6 +87,9 @@ bench: $(VENV)/.runtime ## book preset vs default: accuracy, speed, memory, size
 
 bench-serving: $(VENV)/.runtime ## requests/s and latency of the served app, against the tutorial's
 	$(PY) -m bench.serving $(ARGS)
+
+bench-peers: $(VENV)/.dev ## this project against Vowpal Wabbit, fastText and scikit-learn, one run
+	$(PY) -m bench.peers $(ARGS)
 
 clean: ## remove the virtual environment, caches and the training CSV
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache data .tools
