@@ -168,3 +168,16 @@ def test_numeric_work_queues_on_one_lock_per_process(tiny_model_dir: Path, monke
     monkeypatch.setattr(model_module.time, "sleep", lambda _: between.append(locked()))
     model.transform([text] * 20, chunk=8, pause=0.001)
     assert held == [True] * 3 and between == [False] * 3
+
+
+def test_predictions_are_made_a_chunk_at_a_time_and_equal_all_at_once(
+        tiny_model_dir: Path, monkeypatch) -> None:
+    from sentiment.models import linear
+    from tests.fakes import make_reviews
+
+    model = SentimentModel.load(tiny_model_dir)
+    texts = [text for text, _ in make_reviews(25, seed=4)]
+    whole = model.predict_features(model.transform(texts))
+    monkeypatch.setattr(linear, "PREDICT_CHUNK", 7)  # 4 chunks, the last one short
+    assert model.predict(texts) == whole
+    assert model.predict([]) == []

@@ -44,6 +44,9 @@ from sentiment.text.vectorizer import PKL_DIR, ReviewVectorizer, load_vectorizer
 NUMERIC = threading.Lock()
 
 
+# Reviews whose features predict() holds at once (about 10 MB for average reviews).
+PREDICT_CHUNK = 1_000
+
 # Each accepted verdict is learned again after this many more accepted ones, so
 # that it counts three times, like three passes over the verdicts but in one, as
 # they come, spaced so that the model has moved in between (python -m bench.loop:
@@ -163,7 +166,13 @@ class SentimentModel:
         return X if X is not None else self.transform(texts)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return self.predict_features(self.transform(texts))
+        """Predictions for ``texts``, :data:`PREDICT_CHUNK` reviews' features at a time,
+        so that memory stays flat however many are asked for."""
+        predictions: list[Prediction] = []
+        for start in range(0, len(texts), PREDICT_CHUNK):
+            predictions += self.predict_features(self.transform(texts[start:start
+                                                                      + PREDICT_CHUNK]))
+        return predictions
 
     def predict_features(self, X: sp.csr_matrix) -> list[Prediction]:
         # Logistic regression's probability is the sigmoid of the linear score.
