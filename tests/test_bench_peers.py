@@ -15,6 +15,7 @@ def archive(tmp_path_factory) -> Path:
     return write_archive(tmp_path_factory.mktemp("peers") / "tiny.tar.gz")
 
 
+@pytest.mark.slow  # trains each peer: seconds
 @pytest.mark.parametrize("name", ["sklearn", "vw-2", "fasttext"])
 def test_a_peer_is_trained_from_the_archive_and_measured(archive, tmp_path, name) -> None:
     if peers.missing_package(name):
@@ -28,6 +29,7 @@ def test_a_peer_is_trained_from_the_archive_and_measured(archive, tmp_path, name
         assert figures["chosen"]["C"] in peers.C_GRID
 
 
+@pytest.mark.slow
 def test_each_run_is_a_process_of_its_own_with_its_peak_memory(archive, tmp_path) -> None:
     figures = peers.run_in_subprocess("sklearn", archive, tmp_path, single=5)
     assert figures["accuracy_test"] > 0.85 and figures["peak_rss_mb"] > 50

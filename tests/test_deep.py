@@ -154,6 +154,7 @@ def _in_fresh_process(code: str, **env: str) -> str:
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_a_fresh_process_loads_the_same_model(tiny_deep_dir: Path) -> None:
     from sentiment.models import load_model
 
@@ -170,6 +171,7 @@ def test_a_fresh_process_loads_the_same_model(tiny_deep_dir: Path) -> None:
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_explanations_name_the_words_that_decided(tiny_deep_dir: Path) -> None:
     from sentiment.models import load_model
 
@@ -182,6 +184,7 @@ def test_explanations_name_the_words_that_decided(tiny_deep_dir: Path) -> None:
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_a_model_file_that_does_not_match_its_manifest_is_refused(
         tiny_deep_dir: Path, tmp_path: Path) -> None:
     import shutil
@@ -227,6 +230,7 @@ def health(app: Any) -> dict[str, Any]:
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_the_app_predicts_explains_and_learns_a_verdict(deep_app: Callable[..., Any]) -> None:
     app = deep_app()
     client = app.test_client()
@@ -252,6 +256,7 @@ def test_the_app_predicts_explains_and_learns_a_verdict(deep_app: Callable[..., 
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_restart_rebuild_and_other_processes_reach_the_same_model(
         deep_app: Callable[..., Any], tiny_deep_dir: Path) -> None:
     app = deep_app(CHECKPOINT_EVERY=1000)  # no checkpoint: a restart replays the whole log
@@ -273,6 +278,7 @@ def test_restart_rebuild_and_other_processes_reach_the_same_model(
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_a_restart_replays_only_what_the_checkpoint_lacks(
         deep_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from sentiment.models.deep.served import DeepModel
@@ -302,6 +308,7 @@ def test_a_restart_replays_only_what_the_checkpoint_lacks(
 
 # -- an ensemble ------------------------------------------------------------------
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_an_ensemble_answers_with_its_members_mean_and_explains_with_their_words(
         tiny_ensemble_dir: Path) -> None:
     from sentiment.models import load_model
@@ -320,6 +327,7 @@ def test_an_ensemble_answers_with_its_members_mean_and_explains_with_their_words
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_an_ensemble_refuses_members_that_do_not_fit(tiny_ensemble_dir: Path,
                                                      tmp_path: Path) -> None:
     from train.deep.ensemble import EnsembleError, compose
@@ -338,6 +346,7 @@ def test_an_ensemble_refuses_members_that_do_not_fit(tiny_ensemble_dir: Path,
 
 
 @needs_keras
+@pytest.mark.slow  # trains a tiny Keras model (session fixture): seconds
 def test_an_ensemble_learns_each_verdict_in_every_member_and_replays_bit_for_bit(
         deep_app: Callable[..., Any], tiny_ensemble_dir: Path) -> None:
     app = deep_app(MODEL_DIR=str(tiny_ensemble_dir), CHECKPOINT_EVERY=4,

@@ -343,6 +343,7 @@ def test_idle_and_slow_connections_do_not_take_the_app_offline(tmp_path: Path,
         assert stop(proc) == 0, log.read_text()[-3000:]
 
 
+@pytest.mark.slow
 def test_behind_a_trusted_proxy_each_client_is_its_forwarded_address(tmp_path, tiny_model_dir):
     """waitress drops X-Forwarded-For unless told not to: every client behind the proxy
     would then be one client to the rate limits, the repeat rule and the trust policy."""
