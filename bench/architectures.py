@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench import versions_line
+from bench import archive_or_none, command_line, versions_line
 from bench.labelled import SENTENCES, read_labelled, set_name
-from train.data import DataError, resolve_archive, stream_rows
+from train.data import stream_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("book", "default", "rnn", "cnn", "rcnn")
@@ -281,12 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args.csv, args.sentences, args.latency_n)))
         return 0
-    try:
-        archive = resolve_archive(args.archive)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    archive = archive_or_none(args.archive)
+    if archive is None:
         return 2
-    command = "python -m bench.architectures" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    command = command_line("bench.architectures", argv)
     print(versions_line(), flush=True)
     began = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}

@@ -45,12 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import versions_line
+from bench import archive_or_none, command_line, versions_line
 from bench.labelled import SENTENCES, read_labelled, set_name
 from bench.serving import Server
 from sentiment.learning.trust import TRUST_REASONS
 from sentiment.web.forms import MIN_REVIEW
-from train.data import DataError, iter_archive, resolve_archive
+from train.data import iter_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 IMDB_SAMPLE = 5_000
@@ -256,10 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no labelled file at {', '.join(missing) or SENTENCES}",
               file=sys.stderr)
         return 2
-    try:
-        archive = resolve_archive(args.archive)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    archive = archive_or_none(args.archive)
+    if archive is None:
         return 2
     began = time.perf_counter()
     print(versions_line(), flush=True)
@@ -301,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             print(lines[-1], flush=True)
     print(f"\ntargets met: {sum(met)} of {len(met)}", flush=True)
     minutes = (time.perf_counter() - began) / 60
-    command = "python -m bench.loop" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    command = command_line("bench.loop", argv)
     args.report.write_text(
         f"# The learning loop outside movie reviews (`{command}`)\n\n{versions_line()}; "
         f"{minutes:.1f} minutes.\n\nSentences under {MIN_REVIEW} characters, which the app "

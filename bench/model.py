@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import library_versions, versions_line
-from train.data import DataError, minibatches, resolve_archive, stream_docs
+from bench import archive_or_none, library_versions, versions_line
+from train.data import minibatches, stream_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,10 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-n", type=int, default=2000, help="single predictions timed")
     parser.add_argument("--json", type=Path, default=ROOT / "reports" / "bench-model.json")
     args = parser.parse_args(argv)
-    try:
-        archive = resolve_archive(args.archive)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    archive = archive_or_none(args.archive)
+    if archive is None:
         return 2
     print(versions_line())
     with tempfile.TemporaryDirectory() as tmp:

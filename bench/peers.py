@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import versions_line
+from bench import archive_or_none, command_line, versions_line
 from bench.architectures import TreeMemory
-from train.data import DataError, iter_archive, resolve_archive
+from train.data import iter_archive
 
 ROOT = Path(__file__).resolve().parent.parent
 SINGLE = 1_000  # single predictions timed for p50/p99
@@ -327,10 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "peers.md")
     parser.add_argument("--run", choices=list(SYSTEMS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        archive = resolve_archive(args.archive)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    archive = archive_or_none(args.archive)
+    if archive is None:
         return 2
     if args.run:  # one system, in the process bench.peers started for it
         print(json.dumps(run_one(args.run, archive, args.work, args.single)))
@@ -350,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {json.dumps(results[name])}", flush=True)
     text = table(results)
     print("\n" + text)
-    command = "python -m bench.peers" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    command = command_line("bench.peers", argv)
     chosen = results.get("sklearn", {}).get("chosen")
     args.report.write_text(
         f"# Peers in one run (`{command}`)\n\n{versions_line()}; "

@@ -403,22 +403,20 @@ class SQLiteFeedbackLog:
     def clients(self, confident: float, limit: int = 20) -> list[ClientRecord]:
         """The clients with the most verdicts (first verdicts only), with their records;
         ``confident``: the probability from which a prediction counts as confident."""
-        db = self._connect()
-        rows = db.execute(
-            "SELECT f.client, COUNT(*), SUM(f.correct = 0),"
-            " SUM(f.correct = 0 AND p.probability >= ?), SUM(f.status = 'quarantined')"
+        rows = self._connect().execute(
+            "WITH judged AS (SELECT f.client, COUNT(*) AS verdicts,"
+            " SUM(f.correct = 0) AS incorrect,"
+            " SUM(f.correct = 0 AND p.probability >= :confident) AS contradicted,"
+            " SUM(f.status = 'quarantined') AS held"
             " FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
             " WHERE f.released_from IS NULL AND f.client IS NOT NULL"
-            " GROUP BY f.client ORDER BY 2 DESC, 1 LIMIT ?", (confident, limit)).fetchall()
-        records = []
-        for client, verdicts, incorrect, contradicted, held in rows:
-            predictions, sure = db.execute(
-                "SELECT COUNT(*), SUM(probability >= ?) FROM predictions WHERE client = ?",
-                (confident, client)).fetchone()
-            records.append(ClientRecord(client, int(predictions), int(verdicts),
-                                        int(incorrect), int(sure or 0),
-                                        int(contradicted), int(held)))
-        return records
+            " GROUP BY f.client ORDER BY verdicts DESC, f.client LIMIT :limit)"
+            " SELECT j.client, COUNT(p.id), j.verdicts, j.incorrect,"
+            " COALESCE(SUM(p.probability >= :confident), 0), j.contradicted, j.held"
+            " FROM judged j LEFT JOIN predictions p ON p.client = j.client"
+            " GROUP BY j.client ORDER BY j.verdicts DESC, j.client",
+            {"confident": confident, "limit": limit}).fetchall()
+        return [ClientRecord(str(r[0]), *(int(v) for v in r[1:])) for r in rows]
 
     def head(self) -> tuple[int, int]:
         """(highest verdict id, generation): a cheap "has anything changed?" probe."""

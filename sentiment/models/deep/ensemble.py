@@ -79,13 +79,13 @@ class EnsembleModel(AnswersFromProbabilities):
 
     @property
     def replays(self) -> tuple[int, ...]:
-        """None, as for each member."""
-        return ()
+        """As its members learn (each verdict one step in every member)."""
+        return self._first.replays
 
     @property
     def learns_in_batches_exactly(self) -> bool:
-        """False, as for each member: one SGD step per verdict."""
-        return False
+        """As its members learn: one SGD step per verdict."""
+        return self._first.learns_in_batches_exactly
 
     # -- features: the members' shared vocabulary ------------------------------------
     def tokenize(self, text: str) -> list[str]:

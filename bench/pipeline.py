@@ -1,0 +1,126 @@
+"""The text pipeline and the results page, step by step, in this process.
+
+``python -m bench.pipeline`` times, on :data:`bench.serving.REVIEW` (best of
+three ``timeit`` rounds), each step the results page takes: tokenizing,
+vectorising, explaining ten phrases, marking the review's words, rendering;
+then the page's whole CPU cost through the app's test client (CSRF on, best of
+seven blocks of 300); then batch predictions on official test reviews: reviews
+per second, and what predicting all 25,000 adds to the process's peak memory.
+Run it from another tree (``PYTHONPATH=TREE``) to compare two commits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import resource
+import tempfile
+import time
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import archive_or_none, versions_line
+from bench.serving import REVIEW
+from train.data import iter_archive
+
+MARKED = 10  # phrases the results page explains
+
+
+def best_us(step: Callable[[], object], number: int = 2000) -> float:
+    return min(timeit.repeat(step, number=number, repeat=3)) / number * 1e6
+
+
+def steps() -> dict[str, float]:
+    """Microseconds of each step of the results page on the benchmark's review."""
+    from sentiment.models import load_model
+    from sentiment.text.vectorizer import PKL_DIR
+    from sentiment.web.highlight import as_html, highlighted
+
+    model = load_model(PKL_DIR)
+    tokens = model.tokenize(REVIEW)
+    X = model.transform_tokens([tokens])
+    explanation = model.explain(REVIEW, MARKED, X=X, tokens=tokens)
+    segments = highlighted(REVIEW, explanation)
+    return {
+        "tokenize": best_us(lambda: model.tokenize(REVIEW)),
+        "transform_tokens": best_us(lambda: model.transform_tokens([tokens])),
+        "predict_features": best_us(lambda: model.predict_features(X)),
+        f"explain ({MARKED} phrases)": best_us(
+            lambda: model.explain(REVIEW, MARKED, X=X, tokens=tokens)),
+        "highlighted": best_us(lambda: highlighted(REVIEW, explanation)),
+        "as_html": best_us(lambda: as_html(segments)),
+    }
+
+
+def page_ms(blocks: int = 7, per_block: int = 300) -> float:
+    """CPU milliseconds of one results page through the test client (best block)."""
+    from app import create_app
+
+    app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(), "RATE_LIMITS": False,
+                      "DURABLE_COMMITS": False})
+    client = app.test_client()
+    html = client.get("/").data
+    found = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert found is not None, "the form has no CSRF token"
+    form = {"review": REVIEW, "csrf_token": found.group(1).decode()}
+
+    def page() -> None:
+        response = client.post("/results", data=form)
+        assert response.status_code == 200, response.status_code
+
+    for _ in range(100):
+        page()
+    times = []
+    for _ in range(blocks):
+        started = time.process_time()
+        for _ in range(per_block):
+            page()
+        times.append((time.process_time() - started) / per_block * 1000)
+    return min(times)
+
+
+def batch(archive: Path, n: int) -> dict[str, float]:
+    """Batch predictions: reviews/s on ``n`` test reviews, and the peak-memory growth
+    of predicting the whole test split."""
+    from sentiment.models import load_model
+    from sentiment.text.vectorizer import PKL_DIR
+
+    texts = [r.review for r in iter_archive(archive) if r.split == "test"]
+    sample = random.Random(0).sample(texts, min(n, len(texts)))
+    model = load_model(PKL_DIR)
+    model.predict(sample[:200])  # warm caches
+    started = time.perf_counter()
+    model.predict(sample)
+    rate = len(sample) / (time.perf_counter() - started)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model.predict(texts)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"reviews_per_s": rate, "peak_growth_mb": after - before, "reviews": len(texts)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
+                                          "download)")
+    parser.add_argument("--n", type=int, default=3_000, help="test reviews timed in batch")
+    args = parser.parse_args(argv)
+    archive = archive_or_none(args.archive)
+    if archive is None:
+        return 2
+    print(versions_line(), flush=True)
+    print(f"\nthe results page's steps, on the benchmark's review ({len(REVIEW):,} characters):")
+    for name, us in steps().items():
+        print(f"  {name:<22}{us:8.1f} us")
+    print(f"  {'whole page, in process':<22}{page_ms() * 1000:8.0f} us of CPU")
+    figures = batch(archive, args.n)
+    print(f"\nbatch predictions: {figures['reviews_per_s']:,.0f} reviews/s on {args.n:,} test "
+          f"reviews; predicting all {figures['reviews']:,} raised the peak RSS by "
+          f"{figures['peak_growth_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
