@@ -109,6 +109,9 @@ def test_review_result_and_incorrect_verdict(live_app: tuple[Flask, str], browse
     expect(page.locator("#review-text")).to_have_text(POSITIVE_REVIEW)  # shown as text
     expect(page.locator("#review-text b")).to_have_count(0)  # ... never as markup
     expect(page.locator(".pushes li").first).to_be_visible()
+    # Its elements can show before the stylesheet has applied: wait for the page's
+    # load event (a fresh-clone CI run once read the style too early).
+    page.wait_for_load_state("load")
     assert page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth") != "none"
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
