@@ -15,7 +15,7 @@ MODEL ?=
 DEEP_PRESETS := rnn cnn rcnn
 ARGS ?=
 
-.PHONY: help run test test-fast lint train bench bench-serving bench-peers browser axe clean deep
+.PHONY: help run test test-fast lint train bench bench-serving bench-peers browser services axe clean deep
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -54,6 +54,14 @@ models/%/manifest.json: $(VENV)/.runtime
 	$(if $(filter $*,$(DEEP_PRESETS)),$(MAKE) deep)
 	$(PY) -m train --preset $* --out models/$*
 
+services: ## install Debian's PostgreSQL and Redis servers, which the tests start as throwaway instances
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			postgresql redis-server >/dev/null; \
+	fi
+
 browser: ## install Debian's Chromium for the browser test (never a downloaded one)
 	@if [ ! -x /usr/bin/chromium ]; then \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -69,7 +77,7 @@ $(AXE):
 
 axe: $(AXE) ## install axe-core (npm, pinned) into .tools/ for the accessibility test
 
-test: $(VENV)/.dev $(VENV)/.deep browser $(AXE) ## install the test tools, Keras, a browser and axe-core, run the whole test suite
+test: $(VENV)/.dev $(VENV)/.deep browser services $(AXE) ## install the test tools, Keras, a browser, PostgreSQL, Redis and axe-core, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev ## the quick tests (under a minute): no slow, browser or real-data test

@@ -1,9 +1,11 @@
 """The app's settings: one typed object, read from the environment once and checked at start.
 
 Every setting is a ``SENTIMENT_<NAME>`` environment variable (the table in
-README.md lists them), except three names that the tools around a Flask app
-already know: ``INSTANCE_PATH`` (where runtime state lives), ``SECRET_KEY``
-and ``NLTK_DATA`` (read by NLTK itself, for training only).
+README.md lists them), except names that the tools and platforms around a
+Flask app already know: ``INSTANCE_PATH`` (where runtime state lives),
+``SECRET_KEY``, ``DATABASE_URL`` (also ``SENTIMENT_DATABASE_URL``),
+``RATELIMIT_STORAGE_URI`` (also with the prefix) and ``NLTK_DATA`` (read by
+NLTK itself, for training only).
 
 A value of the wrong kind stops the app before anything starts, with one line
 per bad value naming the variable as it is set: a typo such as
@@ -18,8 +20,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 from limits import parse_many
+from limits._storage_scheme import SCHEMES
+from limits.storage import MemoryStorage, RedisStorage, Storage
 from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +35,10 @@ PREFIX = "SENTIMENT_"
 # long reviews) stalls its process's other connections; each thread more
 # costs CPU in GIL hand-offs (docs/measurements.md, Serving).
 DEFAULT_THREADS = 4
+# The longest a request waits on the rate limits' Redis (connecting, or for an
+# answer) before its process counts in memory instead (Settings.flask_config):
+# Redis answers in well under a millisecond when it answers at all.
+REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class SettingsError(ValueError):
@@ -45,8 +54,45 @@ def _rate_limits(value: str) -> str:
     return value
 
 
+def _storage_uri(value: str) -> str:
+    """Refuse a store Flask-Limiter cannot count in, without connecting to it.
+
+    Flask-Limiter builds the store with ``limits.storage.storage_from_string``
+    when the app starts, and some stores connect as they are built (a Redis
+    cluster); a typo in the scheme would only show then, as a traceback. The
+    scheme registry that function looks the URI up in (``limits``' own
+    ``SCHEMES``) tells the same without building anything; the async stores it
+    also holds are no ``Storage``.
+    """
+    parsed = urlparse(value)
+    storage = SCHEMES.get(parsed.scheme)
+    if storage is None or not issubclass(storage, Storage) or not _ports(parsed.netloc):
+        raise ValueError("must be a storage URI such as memory:// or redis://host:6379")
+    return value
+
+
+def _ports(netloc: str) -> bool:
+    """Whether each host of ``user:password@host:port,host:port`` has a numeric port, if any."""
+    try:
+        for location in netloc.rpartition("@")[2].split(","):
+            urlparse(f"//{location}").port  # noqa: B018 -- raises on a port that is no number
+    except ValueError:
+        return False
+    return True
+
+
 RateLimits = Annotated[str, AfterValidator(_rate_limits)]
+StorageUri = Annotated[str, AfterValidator(_storage_uri)]
 NonEmptyPath = Annotated[Path, AfterValidator(lambda p: _non_empty(p))]
+
+
+def _postgres_url(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL (unset it for the embedded SQLite log)")
+    return url
+
+
+DatabaseUrl = Annotated[str, AfterValidator(_postgres_url)]
 
 
 def _non_empty(path: Path) -> Path:
@@ -75,6 +121,11 @@ class Settings(BaseSettings):
                     "(default: instance/ beside app.py)")
     database: NonEmptyPath | None = Field(None, description="the feedback log (default: "
                                                             "<instance>/reviews.sqlite)")
+    database_url: DatabaseUrl | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "SENTIMENT_DATABASE_URL",
+                                            "database_url"),
+        description="a PostgreSQL log shared by several hosts (postgresql://user:password@"
+                    "host/db); unset: the SQLite file")
     models_dir: NonEmptyPath | None = Field(None, description="model versions (default: "
                                                               "<instance>/models)")
     secret_key: SecretStr | None = Field(
@@ -108,8 +159,12 @@ class Settings(BaseSettings):
                                                   "counts N)")
     verdict_limit: RateLimits = Field("30 per minute; 300 per hour",
                                       description="verdicts per client")
-    ratelimit_storage_uri: str = Field("memory://", description="where limits are counted "
-                                                                "(memory: per process)")
+    ratelimit_storage_uri: StorageUri = Field(
+        "memory://", validation_alias=AliasChoices("RATELIMIT_STORAGE_URI",
+                                                   "SENTIMENT_RATELIMIT_STORAGE_URI",
+                                                   "ratelimit_storage_uri"),
+        description="where limits are counted: memory:// in each process, or "
+                    "redis://host:6379 shared by every process and host given it")
     # -- serving (python app.py)
     host: str = Field("127.0.0.1", min_length=1, description="address to listen on")
     port: int = Field(5000, ge=1, le=65535, description="port to listen on")
@@ -144,12 +199,44 @@ class Settings(BaseSettings):
             "RATELIMIT_ENABLED": self.rate_limits,
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_HEADERS_ENABLED": True,
+            # Its keys in a shared store: another app's limits there are not ours.
+            "RATELIMIT_KEY_PREFIX": "sentiment",
+            **self._shared_limits_config(),
         }
+
+    def _shared_limits_config(self) -> dict[str, Any]:
+        """How Flask-Limiter rides out an outage of a shared store (Redis ...).
+
+        A rate limiter must not turn the store's outage into 500s. On the first
+        error, the in-memory fallback counts in each process, with the same
+        limits, and Flask-Limiter pings the store now and then (1, 2, 4 ... 32
+        seconds apart, then from 1 again) to go back to it. The fallback covers
+        only the check before a request, though: our limits deduct after the
+        response (``deduct_when``), where an error would turn a request already
+        served into a 500, so errors are also swallowed (and logged). Redis gets
+        short timeouts: one that hangs would hold the request that finds it out,
+        and each ping's, 5 s (redis-py's default); ``?socket_timeout=`` in the
+        URI still wins.
+        """
+        storage = SCHEMES[urlparse(self.ratelimit_storage_uri).scheme]
+        if issubclass(storage, MemoryStorage):
+            return {}
+        config: dict[str, Any] = {"RATELIMIT_SWALLOW_ERRORS": True,
+                                  "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True}
+        if issubclass(storage, RedisStorage):
+            config["RATELIMIT_STORAGE_OPTIONS"] = {
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_TIMEOUT_SECONDS}
+        return config
 
 
 def _variable(field: str) -> str:
-    return {"instance_path": "INSTANCE_PATH", "secret_key": "SECRET_KEY"}.get(
-        field, PREFIX + field.upper())
+    """The variable a field is read from: of its names, the one set in the environment."""
+    alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields \
+        else None
+    names = ([name for name in alias.choices if isinstance(name, str) and name.isupper()]
+             if isinstance(alias, AliasChoices) else [PREFIX + field.upper()])
+    return next((name for name in names if name in os.environ), names[0])
 
 
 def _unknown(name: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,50 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "pkl"
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_backends`` run once per log backend (``backend`` fixture);
+    any other test that uses a log runs on SQLite alone."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+            "both_backends"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the session, started on first use.
+
+    Without PostgreSQL the tests that need it are skipped, except in CI
+    (``CI`` set), where ``make test`` has installed it and a missing one fails.
+    """
+    from tests.postgres_server import PostgresCluster
+
+    try:
+        cluster = PostgresCluster().start()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Flask]:
-    """Build apps on one temporary instance folder (call again to "restart")."""
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """The log the test's apps use: None (SQLite in the instance folder), or the URL of a
+    fresh PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    cluster = request.getfixturevalue("postgres_cluster")
+    url: str = cluster.new_database()
+    return url
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, tiny_model_dir: Path, backend: str | None) -> Callable[..., Flask]:
+    """Build apps on one temporary instance folder and one log (call again to "restart")."""
     from app import create_app
 
     apps: list[Flask] = []
@@ -47,7 +88,8 @@ def make_app(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Flask]:
         # TRUST off: these tests send corrections of confident predictions from
         # clients with no record, which the trust policy holds (tests/test_trust.py).
         settings = {"INSTANCE_PATH": str(tmp_path / "instance"), "MODEL_DIR": str(tiny_model_dir),
-                    "TESTING": True, "RATE_LIMITS": False, "TRUST": False, **config}
+                    "TESTING": True, "RATE_LIMITS": False, "TRUST": False,
+                    **({"DATABASE_URL": backend} if backend else {}), **config}
         app = create_app(settings, base_model=base_model)
         apps.append(app)
         return app

@@ -2,7 +2,8 @@
 
 The reference is computed without the learner, the feedback log or the
 version store: the base classifier is unpickled, the vectorizer rebuilt, and
-every *accepted* verdict read straight from SQLite is ``partial_fit`` one at a
+every *accepted* verdict read straight from the database (SQLite or
+PostgreSQL, on a connection of its own) is ``partial_fit`` one at a
 time in id order, each followed by the replays of the accepted verdicts
 ``REPLAYS`` places before it. The live model must be bit-identical to it.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 
 from sentiment.models.linear import REPLAYS
 from sentiment.models.state import ModelState
@@ -31,27 +33,77 @@ from sentiment.text.vectorizer import load_vectorizer
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def accepted_rows(db_path: Path) -> list[tuple[int, str, int]]:
-    """(verdict id, review, label) of every accepted verdict learned (a repeat of the same
-    client's verdict on the same text is kept, not learned), in id order."""
-    db = sqlite3.connect(db_path, timeout=30)
+Source = Path | str  # an SQLite file, or a PostgreSQL URL
+
+
+def log_of(app: Any) -> Source:
+    """Where an app's log is: its PostgreSQL URL, else its SQLite file."""
+    settings = app.extensions["settings"]
+    if settings.database_url:
+        return str(settings.database_url)
+    return Path(settings.database or Path(app.instance_path) / "reviews.sqlite")
+
+
+def query(source: Source, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one query (``?`` placeholders), on a connection of the test's own."""
+    if isinstance(source, str):
+        with psycopg.connect(source, autocommit=True) as conn:
+            return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), args).fetchall()]
+    db = sqlite3.connect(source, timeout=30)
     try:
-        return db.execute(
-            "SELECT f.id, p.review, f.label FROM feedback f"
-            " JOIN predictions p ON p.id = f.prediction_id"
-            " WHERE f.status = 'accepted' AND f.repeat_of IS NULL ORDER BY f.id"
-        ).fetchall()
+        return db.execute(sql, args).fetchall()
     finally:
         db.close()
 
 
-def reference_state(model_dir: Path, db_path: Path) -> ModelState:
+def execute(source: Source, sql: str, args: tuple[Any, ...] = ()) -> None:
+    """Change the log behind the app's back (what a damaged or hand-edited log looks like)."""
+    if isinstance(source, str):
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute(sql.replace("?", "%s"), args)
+        return
+    with sqlite3.connect(source, timeout=30) as db:
+        db.execute(sql, args)
+    db.close()
+
+
+def version_files(source: Source, models: Path) -> Any:
+    """The model versions' files of a log, as another process sees them: the database's
+    (PostgreSQL), else the models folder's. Close with ``.close()`` when done."""
+    from sentiment.learning.versions import FolderFiles
+    from sentiment.storage.postgres import PostgresFeedbackLog
+
+    if isinstance(source, str):
+        log = PostgresFeedbackLog(source, pool_size=2)
+        files = log.version_files()
+        files.close = log.close  # type: ignore[attr-defined]
+        return files
+    files = FolderFiles(models)
+    files.close = lambda: None  # type: ignore[attr-defined]
+    return files
+
+
+def other_process_versions_lock(app: Any) -> Any:
+    """The lock a checkpoint holds, as another process (or host) would take it."""
+    return version_files(log_of(app), app.extensions["learner"].store.folder).lock
+
+
+def accepted_rows(source: Source) -> list[tuple[int, str, int]]:
+    """(verdict id, review, label) of every accepted verdict learned (a repeat of the same
+    client's verdict on the same text is kept, not learned), in id order."""
+    return [(int(i), str(r), int(label)) for i, r, label in query(
+        source, "SELECT f.id, p.review, f.label FROM feedback f"
+        " JOIN predictions p ON p.id = f.prediction_id"
+        " WHERE f.status = 'accepted' AND f.repeat_of IS NULL ORDER BY f.id")]
+
+
+def reference_state(model_dir: Path, source: Source) -> ModelState:
     """Base classifier + partial_fit of each accepted verdict, one at a time, in id order,
     each followed by its replays."""
     with open(Path(model_dir) / "classifier.pkl", "rb") as fh:
         clf = pickle.load(fh)
     vectorizer = load_vectorizer(Path(model_dir))
-    rows = accepted_rows(db_path)
+    rows = accepted_rows(source)
     for at in range(len(rows)):
         for _, review, label in [rows[at]] + [rows[at - back] for back in REPLAYS
                                               if at - back >= 0]:
@@ -81,12 +133,16 @@ class Server:
     def __init__(self, instance: Path, model_dir: Path, log_dir: Path, name: str = "server",
                  **config: Any) -> None:
         self.instance = Path(instance)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("SENTIMENT_") and k != "DATABASE_URL"}
         # These tests hammer the server from one address: no per-client limits.
         self.env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
                         SENTIMENT_RATE_LIMITS="false", PYTHONUNBUFFERED="1")
         for key, value in config.items():
-            if key.startswith("TEST_"):
+            if key == "DATABASE_URL":
+                if value:
+                    self.env[key] = str(value)
+            elif key.startswith("TEST_"):
                 self.env[key] = str(value)
             else:
                 self.env[f"SENTIMENT_{key}"] = json.dumps(value)

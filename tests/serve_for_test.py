@@ -43,6 +43,7 @@ def main() -> None:
 
     app = create_app()
     learner = app.extensions["learner"]
+    learner.start_following()  # as a server does (sentiment.serving.process.start_serving)
 
     from waitress.server import create_server
 

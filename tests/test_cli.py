@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import make_review
-from tests.reference import ROOT, reference_state
+from tests.reference import ROOT, log_of, reference_state
 
 CONFIG = {"CHECKPOINT_EVERY": 5, "CHECKPOINT_SECONDS": 1e9, "DURABLE_COMMITS": False}
 
@@ -37,7 +37,7 @@ def assert_model_is_the_log(app, model_dir: Path) -> None:
     learner = app.extensions["learner"]
     live = learner.model.state()
     assert live.equals(learner.rebuild().state())
-    assert live.equals(reference_state(model_dir, Path(app.instance_path) / "reviews.sqlite"))
+    assert live.equals(reference_state(model_dir, log_of(app)))
 
 
 def with_17_verdicts(make_app, **config):

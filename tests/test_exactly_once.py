@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import sqlite3
 import threading
 import time
 from http.client import HTTPException
@@ -19,13 +18,18 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import make_review
-from tests.reference import Server, accepted_rows, reference_state
+from tests.reference import (
+    Server,
+    Source,
+    accepted_rows,
+    log_of,
+    query,
+    reference_state,
+    version_files,
+)
 
 FAST = {"CHECKPOINT_SECONDS": 1e9, "GUARD": True}
-
-
-def db_path(app) -> Path:
-    return Path(app.instance_path) / "reviews.sqlite"
+pytestmark = pytest.mark.both_backends
 
 
 def traffic(client, rng: random.Random, n: int, wrong: float = 0.2) -> list[int]:
@@ -55,9 +59,9 @@ def assert_exactly_once(app, model_dir: Path) -> None:
     learner = app.extensions["learner"]
     live = learner.model.state()
     assert live.equals(learner.rebuild().state()), "live model != rebuild from the log"
-    reference = reference_state(model_dir, db_path(app))
+    reference = reference_state(model_dir, log_of(app))
     assert live.equals(reference), "live model != base + accepted verdicts in id order"
-    assert learner.applied_id == max([r[0] for r in accepted_rows(db_path(app))], default=0)
+    assert learner.applied_id == max([r[0] for r in accepted_rows(log_of(app))], default=0)
 
 
 # -- 1. clean restart ----------------------------------------------------------------
@@ -69,8 +73,7 @@ def test_restart_replays_only_verdicts_after_the_newest_version(make_app, tiny_m
     acked = traffic(app.test_client(), rng, 30)
     # A duplicate and an unknown prediction are refused and change nothing.
     client = app.test_client()
-    with sqlite3.connect(db_path(app)) as db:
-        (judged,) = db.execute("SELECT token FROM predictions WHERE id = 1").fetchone()
+    [(judged,)] = query(log_of(app), "SELECT token FROM predictions WHERE id = 1")
     assert client.post("/api/feedback", json={"prediction_id": judged, "correct": True}
                        ).status_code == 409
     assert client.post("/api/feedback", json={"prediction_id": "A" * 22, "correct": True}
@@ -89,7 +92,7 @@ def test_restart_replays_only_verdicts_after_the_newest_version(make_app, tiny_m
     assert learner2.version.name == newest.name
     # Only the rows after the newest version were replayed on top of it.
     assert learner2.status()["unsaved_verdicts"] == len(
-        [r for r in accepted_rows(db_path(app)) if r[0] > newest.last_feedback_id])
+        [r for r in accepted_rows(log_of(app)) if r[0] > newest.last_feedback_id])
     assert learner2.model.state().equals(before)
     assert_exactly_once(restarted, tiny_model_dir)
 
@@ -132,12 +135,12 @@ def test_corrupt_newest_version_is_skipped(make_app, tiny_model_dir, caplog, dam
     newest = store.current_name()
     assert newest == "v000004"
     previous = store.info(newest).parent
-    folder = store.folder
+    files = store.files  # the models folder, or the database (PostgreSQL)
     if damage == "truncate npz":
-        data = (folder / f"{newest}.npz").read_bytes()
-        (folder / f"{newest}.npz").write_bytes(data[: len(data) // 2])
+        data = files.read(f"{newest}.npz")
+        files.write(f"{newest}.npz", data[: len(data) // 2])
     else:
-        (folder / f"{newest}.json").write_text("{ this is not json")
+        files.write(f"{newest}.json", b"{ this is not json")
 
     caplog.set_level(logging.WARNING, logger="versions")
     restarted = make_app(**config)
@@ -206,19 +209,20 @@ def wait_for_event(events: Path, seen: int, want: str, timeout: float = 60) -> b
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog):
+def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog, backend):
     instance = tmp_path / "instance"
-    db = instance / "reviews.sqlite"
+    db: Source = backend or instance / "reviews.sqlite"
     events = instance / "write-events"
     rng = random.Random(20240501)
     acked: dict[int, int] = {}
     # Random moments, then two kills inside a checkpoint: after the state file is
     # written but before its manifest, and after the manifest but before CURRENT.
     plan = [("random", rng.uniform(0.2, 1.5)) for _ in range(3)]
-    plan += [("during", ".json"), ("during", "CURRENT")]
+    if backend is None:  # versions as files (PostgreSQL's are rows, each its own commit)
+        plan += [("during", ".json"), ("during", "CURRENT")]
     report = []
     for what, arg in plan:
-        config = {"CHECKPOINT_EVERY": 5, "CHECKPOINT_SECONDS": 1e9}
+        config = {"CHECKPOINT_EVERY": 5, "CHECKPOINT_SECONDS": 1e9, "DATABASE_URL": backend}
         if what == "during":
             config["TEST_SLOW_WRITES"] = 0.3
         server = Server(instance, tiny_model_dir, tmp_path / "logs", **config).start()
@@ -245,20 +249,20 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog):
     # one's manifest garbled. Each is skipped with a log line, for its parent.
     from app import create_app
 
-    models = instance / "models"
+    files = version_files(db, instance / "models")
     caplog.set_level(logging.WARNING, logger="versions")
     for damage in (None, "truncate npz", "garbage json"):
-        current = (models / "CURRENT").read_text().strip()
+        current = files.read("CURRENT").decode().strip()
         if damage == "truncate npz":
-            data = (models / f"{current}.npz").read_bytes()
-            (models / f"{current}.npz").write_bytes(data[: len(data) // 3])
+            data = files.read(f"{current}.npz")
+            files.write(f"{current}.npz", data[: len(data) // 3])
         elif damage == "garbage json":
-            current = json.loads((models / f"{current}.json").read_text())["parent"]
-            (models / "CURRENT").write_text(current + "\n")  # as if never newer
-            (models / f"{current}.json").write_text("{ this is not json")
+            current = json.loads(files.read(f"{current}.json"))["parent"]
+            files.write("CURRENT", (current + "\n").encode())  # as if never newer
+            files.write(f"{current}.json", b"{ this is not json")
         caplog.clear()
         app = create_app({"INSTANCE_PATH": str(instance), "MODEL_DIR": str(tiny_model_dir),
-                          "BACKGROUND_CHECKPOINTS": False})
+                          "BACKGROUND_CHECKPOINTS": False, "DATABASE_URL": backend})
         learner = app.extensions["learner"]
         try:
             assert learner.model.state().equals(reference_state(tiny_model_dir, db))
@@ -271,18 +275,19 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog):
     print(f"\nkills (what, when, verdicts sent, acknowledged so far): {report}")
 
     # Every acknowledged verdict is in the log, for the prediction it was given on.
-    with sqlite3.connect(db) as conn:
-        stored = dict(conn.execute("SELECT f.id, p.token FROM feedback f"
-                                   " JOIN predictions p ON p.id = f.prediction_id"))
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = dict(query(db, "SELECT f.id, p.token FROM feedback f"
+                            " JOIN predictions p ON p.id = f.prediction_id"))
+    if backend is None:
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
     missing = {i: p for i, p in acked.items() if stored.get(i) != p}
     assert not missing, f"acknowledged verdicts lost: {missing}"
     assert len(acked) >= 30, report
-    versions = sorted(p.name for p in (instance / "models").glob("v*.json"))
+    versions = sorted(files.names(".json"))
+    files.close()
     assert len(versions) >= 3, versions
 
 
-def check_restart(server: Server, model_dir: Path, db: Path) -> None:
+def check_restart(server: Server, model_dir: Path, db: Source) -> None:
     """The freshly started process serves base + accepted log, bit for bit."""
     status, state = server.call("GET", "/api/health")
     assert status == 200
@@ -352,11 +357,9 @@ def test_eight_threads_lose_nothing_and_apply_in_id_order(make_app, tiny_model_d
     assert not errors, errors[:5]
     assert len(acked) == len(set(acked)) == threads * 20 + len(shared)
     assert len(refused) == len(shared) * (threads - 1)
-    with sqlite3.connect(db_path(app)) as conn:
-        stored = {row[0] for row in conn.execute("SELECT id FROM feedback")}
-        per_prediction = conn.execute(
-            "SELECT MAX(n) FROM (SELECT COUNT(*) n FROM feedback GROUP BY prediction_id)"
-        ).fetchone()[0]
+    stored = {row[0] for row in query(log_of(app), "SELECT id FROM feedback")}
+    [(per_prediction,)] = query(log_of(app), "SELECT MAX(n) FROM (SELECT COUNT(*) AS n"
+                                             " FROM feedback GROUP BY prediction_id) AS c")
     assert stored == set(acked), "a lost or an extra verdict"
     assert per_prediction == 1
     learner.sync()

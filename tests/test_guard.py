@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 
 from tests.fakes import NEGATIVE, NEUTRAL, make_review
-from tests.reference import reference_state
+from tests.reference import log_of, reference_state
 
 MARGIN = 0.01
 SLANG = "zorptastic"
+
+pytestmark = pytest.mark.both_backends
 
 
 def published(learner) -> list:
@@ -36,7 +38,7 @@ def assert_model_is_the_log(app, model_dir: Path) -> None:
     learner = app.extensions["learner"]
     live = learner.model.state()
     assert live.equals(learner.rebuild().state())
-    assert live.equals(reference_state(model_dir, Path(app.instance_path) / "reviews.sqlite"))
+    assert live.equals(reference_state(model_dir, log_of(app)))
 
 
 def assert_versions_within_margin(learner, base: float) -> None:

@@ -14,12 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentiment.locks import HostLock
 from sentiment.models.linear import REPLAYS
 from tests.fakes import make_review
-from tests.reference import reference_state
+from tests.reference import (
+    execute,
+    log_of,
+    other_process_versions_lock,
+    query,
+    reference_state,
+)
 
 QUIET = {"CHECKPOINT_EVERY": 10**6, "CHECKPOINT_SECONDS": 1e9, "DURABLE_COMMITS": False}
+
+pytestmark = pytest.mark.both_backends
 
 
 def give(learner, review: str, label: int) -> int:
@@ -38,7 +45,7 @@ def assert_model_is_the_log(app, model_dir: Path) -> None:
     learner = app.extensions["learner"]
     live = learner.model.state()
     assert live.equals(learner.rebuild().state())
-    assert live.equals(reference_state(model_dir, Path(app.instance_path) / "reviews.sqlite"))
+    assert live.equals(reference_state(model_dir, log_of(app)))
 
 
 # -- the guard ---------------------------------------------------------------------
@@ -212,11 +219,14 @@ def test_verdicts_without_usable_stored_columns_are_learned_from_their_text(
     learner = app.extensions["learner"]
     rng = random.Random(9)
     predictions = [learner.predict([make_review(rng, i % 2)])[0] for i in range(4)]
-    with learner.feedback.exclusive():  # as an earlier release stored them; damaged
-        db = learner.feedback._connect()  # SQLite's own connection: a test reaching in
-        db.execute("UPDATE predictions SET features = NULL WHERE id = ?", (predictions[0][0],))
-        db.execute("UPDATE predictions SET features = substr(features, 1, length(features) - 2)"
-                   " WHERE id = ?", (predictions[2][0],))
+    # As an earlier release stored them (none), and damaged (cut short).
+    stored = query(log_of(app), "SELECT features FROM predictions ORDER BY id")
+    execute(log_of(app), "UPDATE predictions SET features = NULL WHERE token = ?",
+            (predictions[0][0],))
+    execute(log_of(app), "UPDATE predictions SET features = substr(features, 1,"
+            " length(features) - 2) WHERE token = ?", (predictions[2][0],))
+    kept = query(log_of(app), "SELECT features FROM predictions ORDER BY id")
+    assert kept[0][0] is None and len(kept[2][0]) == len(stored[2][0]) - 2
     for pid, _, _ in predictions:
         learner.verdict(pid, False)
     assert learner.applied_id == 4
@@ -328,7 +338,7 @@ def test_verdicts_commit_and_learn_while_a_checkpoint_scores_and_writes(
 def test_a_due_checkpoint_gives_way_to_one_in_progress(make_app, tiny_model_dir):
     app = make_app(**{**QUIET, "CHECKPOINT_EVERY": 2})
     learner = app.extensions["learner"]
-    other = HostLock(learner.store.folder / "versions.lock")  # another process checkpointing
+    other = other_process_versions_lock(app)  # another process checkpointing
     with other:
         done = in_thread(lambda: honest(learner, 3, seed=9))
         assert "result" in done  # answered, not queued behind the other checkpoint
@@ -431,18 +441,27 @@ def test_health_hashes_each_model_once_and_reports_the_live_one(make_app, monkey
 
 
 def test_building_an_app_starts_no_thread_and_close_stops_every_one(make_app):
-    """The factory has no process-wide effect; a serving process's threads end with close()."""
+    """The factory has no process-wide effect; a serving process's threads end with close().
+
+    The one exception is PostgreSQL's connection pool, whose maintenance threads
+    belong to the log and end when the log is closed.
+    """
     before = set(threading.enumerate())
     app = make_app(CHECKPOINT_SECONDS=1.0)
-    assert set(threading.enumerate()) == before
     learner = app.extensions["learner"]
+    pools = set(threading.enumerate()) - before
+    assert all(t.name.startswith("feedback-log-") for t in pools), pools
+    assert bool(pools) == learner.feedback.notifies  # the PostgreSQL log's, and only it
     learner.start_background_checkpoints()
+    learner.start_following()
     client = app.test_client()
     pid = client.post("/api/predict", json={"review": make_review(random.Random(4), 1)}
                       ).get_json()["prediction_id"]
     client.post("/api/feedback", json={"prediction_id": pid, "correct": False})  # holdout thread
-    assert len(set(threading.enumerate()) - before) >= 1
+    assert len(set(threading.enumerate()) - before - pools) >= 1
     learner.close()
-    assert set(threading.enumerate()) == before
+    assert set(threading.enumerate()) == before | pools
     assert learner.status()["unsaved_verdicts"] == 0  # close() saved the verdict
+    learner.feedback.close()
+    assert set(threading.enumerate()) == before
 

@@ -11,12 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sentiment.learning.trust import DISTRUSTED, FLOOD, UNPROVEN, TrustPolicy
+from sentiment.storage import SQLFeedbackLog, open_log
 from sentiment.storage.log import Evidence, Judgement
-from sentiment.storage.sqlite import SQLiteFeedbackLog
 from tests.fakes import make_review
-from tests.reference import reference_state
+from tests.reference import log_of, reference_state
 
 POLICY = TrustPolicy()
+pytestmark = pytest.mark.both_backends
 
 
 def evidence(probability: float = 0.95, correct: bool = False, seen: int = 0,
@@ -114,13 +115,20 @@ class Recorder:
         return self.answers.pop(0) if self.answers else Judgement(True, None, True)
 
 
-def add(log: SQLiteFeedbackLog, text: str, probability: float, client: str | None) -> int:
+@pytest.fixture
+def feedback_log(tmp_path: Path, backend: str | None):
+    log = open_log(backend, tmp_path / "log.sqlite", durable=False)
+    yield log
+    log.close()
+
+
+def add(log: SQLFeedbackLog, text: str, probability: float, client: str | None) -> int:
     [(prediction_id, _)] = log.add_predictions([(text, 1, probability, None)], "base", client)
     return prediction_id
 
 
-def test_the_evidence_counts_the_clients_record_and_the_newcomers(tmp_path: Path):
-    log = SQLiteFeedbackLog(tmp_path / "log.sqlite", durable=False)
+def test_the_evidence_counts_the_clients_record_and_the_newcomers(feedback_log: SQLFeedbackLog):
+    log = feedback_log
     judge = Recorder()
     a1 = add(log, "first review text", 0.95, "a")
     add(log, "an unsure one here", 0.6, "a")
@@ -145,8 +153,9 @@ def test_the_evidence_counts_the_clients_record_and_the_newcomers(tmp_path: Path
     log.close()
 
 
-def test_a_held_verdict_is_quarantined_with_its_reason_and_never_learned(tmp_path: Path):
-    log = SQLiteFeedbackLog(tmp_path / "log.sqlite", durable=False)
+def test_a_held_verdict_is_quarantined_with_its_reason_and_never_learned(
+        feedback_log: SQLFeedbackLog):
+    log = feedback_log
     judge = Recorder([Judgement(False, UNPROVEN, True)])
     held = log.add_verdict(add(log, "a review to judge", 0.95, "a"), False, "a", judge)
     kept = log.add_verdict(add(log, "another review here", 0.6, "a"), False, "a", judge)
@@ -159,8 +168,8 @@ def test_a_held_verdict_is_quarantined_with_its_reason_and_never_learned(tmp_pat
     log.close()
 
 
-def test_a_rejected_verdict_is_never_released(tmp_path: Path):
-    log = SQLiteFeedbackLog(tmp_path / "log.sqlite", durable=False)
+def test_a_rejected_verdict_is_never_released(feedback_log: SQLFeedbackLog):
+    log = feedback_log
     judge = Recorder([Judgement(False, DISTRUSTED, False)] * 2)
     first = log.add_verdict(add(log, "a review to judge", 0.95, "a"), False, "a", judge)
     second = log.add_verdict(add(log, "another to judge", 0.95, "a"), False, "a", judge)
@@ -255,4 +264,4 @@ def assert_model_is_the_accepted_log(app, model_dir: Path) -> None:
     learner = app.extensions["learner"]
     live = learner.model.state()
     assert live.equals(learner.rebuild().state())
-    assert live.equals(reference_state(model_dir, Path(app.instance_path) / "reviews.sqlite"))
+    assert live.equals(reference_state(model_dir, log_of(app)))

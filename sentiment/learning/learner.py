@@ -40,9 +40,12 @@ from sentiment.learning.trust import TrustPolicy
 from sentiment.learning.versions import BASE, CorruptVersion, VersionInfo, VersionStore
 from sentiment.models.protocol import Features, ServedModel, State
 from sentiment.models.state import Prediction
-from sentiment.storage.log import FeedbackLog, UnknownPrediction, Verdict
+from sentiment.storage.log import FeedbackLog, LogUnavailable, UnknownPrediction, Verdict
 
 log = logging.getLogger(__name__)
+
+# How long the follower waits for a notification before looking at the log anyway.
+FOLLOW_POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Learner:
         self.config = config or LearnerConfig()
         # The base never learns (self.model is its clone): no need to copy its state.
         self.store = VersionStore(models_dir, base.base_id, base.state(snapshot=False),
-                                  base.state_from_bytes)
+                                  base.state_from_bytes, files=feedback.version_files())
         self.holdout = Holdout(holdout_path, self.store.folder / f"holdout-{base.base_id}.npy")
         self._base_accuracy: float | None = None
         self._lock = threading.RLock()
@@ -130,6 +133,8 @@ class Learner:
         self._committing = 0  # verdicts of this process between request and commit
         self._commits = threading.Condition()
         self._timer: PeriodicThread | None = None
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
         self._published_checked = 0.0
         # (model it describes: generation, version, last verdict applied; sha256): see status()
         self._digest: tuple[tuple[()] | tuple[int, str, int], str] = ((), "")
@@ -161,7 +166,12 @@ class Learner:
         wakes the timer instead of scoring the holdout itself: for a deep
         model that takes seconds, and no request should wait for it.
         """
-        self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
+        try:
+            self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
+        except LogUnavailable:
+            # The database is out of reach: serve on with the live model (which
+            # holds every verdict applied so far); the next sync catches up.
+            log.warning("cannot read the feedback log; serving the live model as it is")
 
     def _sync_in_background(self) -> None:
         self._sync(checkpoint_here=True)
@@ -188,7 +198,7 @@ class Learner:
         elif due:
             try:
                 self._run_checkpoint(force=False, if_due=True)
-            except (OSError, sqlite3.Error):
+            except (OSError, sqlite3.Error, LogUnavailable):
                 # The verdicts are committed and applied; only their snapshot
                 # failed (disk full, say). Serve on and retry at the next one.
                 log.exception("checkpoint failed; will retry")
@@ -465,10 +475,40 @@ class Learner:
                                          "checkpoint-timer")
             self._timer.start()
 
+    def start_following(self) -> None:
+        """Learn other hosts' verdicts as they commit, with no request to ask for them.
+
+        Only for a log that announces commits (PostgreSQL's LISTEN/NOTIFY): a
+        thread waits for the announcement, or :data:`FOLLOW_POLL` seconds if
+        none comes (one may be lost while the database restarts), then syncs.
+        An SQLite log's processes share one host and catch up at their next
+        request or checkpoint tick.
+        """
+        if self._follower is None and self.feedback.notifies:
+            self._stop_following.clear()
+            self._follower = threading.Thread(target=self._follow, name="log-follower",
+                                              daemon=True)
+            self._follower.start()
+
+    def _follow(self) -> None:
+        while not self._stop_following.is_set():
+            self.feedback.wait_for_change(FOLLOW_POLL)
+            if self._stop_following.is_set():
+                return
+            try:
+                self.sync()
+            except Exception:  # keep following; the next wake-up retries
+                log.exception("following the feedback log failed")
+
     def stop_threads(self) -> None:
-        """Stop the background checkpoints and wait for the holdout's preparation."""
+        """Stop the background checkpoints and the follower, and wait for the holdout's
+        preparation."""
         if self._timer is not None:
             self._timer.stop()
+        if self._follower is not None:
+            self._stop_following.set()
+            self._follower.join()
+            self._follower = None
         self.holdout.close()
 
     def close(self) -> None:

@@ -1,11 +1,16 @@
-"""Model versions on disk: the base model plus the feedback it has absorbed.
+"""Model versions: the base model plus the feedback it has absorbed.
 
 A version is ``NAME.npz`` (the model's state, see
 :class:`sentiment.models.protocol.State`) and ``NAME.json``
 (parent, range of feedback ids it contains, holdout accuracy, sha256 of the
 npz, base model id, time). ``CURRENT`` names the version in force and is
-switched by an atomic rename. A version whose checksum, base model or JSON
-does not check out is skipped with a log line, and its parent is used.
+switched atomically. A version whose checksum, base model or JSON does not
+check out is skipped with a log line, and its parent is used.
+
+Where these files live is a :class:`~sentiment.storage.log.VersionFiles`:
+the models folder of the instance (:class:`FolderFiles`, one host), or the
+feedback log's database when several hosts share it, so that every host
+publishes into, and rolls back along, one chain of versions.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 from sentiment.files import atomic_write, sha256_bytes
 from sentiment.locks import HostLock
 from sentiment.models.protocol import State
+from sentiment.storage.log import VersionFiles
 
 log = logging.getLogger(__name__)
 
@@ -50,43 +56,74 @@ class VersionInfo:
         return asdict(self)
 
 
+class FolderFiles:
+    """Version files in a folder of this host, each written by temporary file, fsync and
+    rename; the lock is a ``flock`` that every process of the host shares."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.lock = HostLock(self.folder / "versions.lock")
+
+    def read(self, name: str) -> bytes:
+        return (self.folder / name).read_bytes()
+
+    def write(self, name: str, data: bytes) -> None:
+        atomic_write(self.folder / name, data)
+
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).exists()
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):  # deleted by another process
+            (self.folder / name).unlink()
+
+    def names(self, suffix: str) -> list[str]:
+        return [p.name for p in self.folder.glob(f"v*{suffix}")]
+
+
 class VersionStore:
     def __init__(self, folder: Path, base_id: str, base_state: State,
                  decode: Callable[[bytes], State],
-                 base_accuracy: float | None = None) -> None:
+                 base_accuracy: float | None = None,
+                 files: VersionFiles | None = None) -> None:
         """``decode``: bytes of a saved state -> the state (ValueError if it does not
-        fit the base model)."""
+        fit the base model). ``folder``: this host's cache (the holdout's features);
+        ``files``: where versions live (default: in ``folder``)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.files: VersionFiles = files or FolderFiles(self.folder)
         self.base_id = base_id
         self.base_state = base_state
         self._decode = decode
         self.base_info = VersionInfo(BASE, None, None, 0, base_accuracy, None, base_id, "")
         # Held by whoever publishes a version or moves CURRENT (a checkpoint, a
         # rollback), in any process: one at a time, without blocking the log.
-        self.lock = HostLock(self.folder / "versions.lock")
+        self.lock = self.files.lock
 
-    def _path(self, name: str, suffix: str) -> Path:
-        return self.folder / f"{name}{suffix}"
+    @staticmethod
+    def _file(name: str, suffix: str) -> str:
+        return f"{name}{suffix}"
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("v*.json") if NAME.match(p.stem))
+        stems = (n.removesuffix(".json") for n in self.files.names(".json"))
+        return sorted(stem for stem in stems if NAME.match(stem))
 
     def current_name(self) -> str:
         try:
-            name = (self.folder / "CURRENT").read_text().strip()
+            name = self.files.read("CURRENT").decode(errors="replace").strip()
         except FileNotFoundError:
             return BASE
         return name if name == BASE or NAME.match(name) else BASE
 
     def set_current(self, name: str) -> None:
-        atomic_write(self.folder / "CURRENT", f"{name}\n".encode())
+        self.files.write("CURRENT", f"{name}\n".encode())
 
     def info(self, name: str) -> VersionInfo:
         if name == BASE:
             return self.base_info
         try:
-            data = json.loads(self._path(name, ".json").read_text())
+            data = json.loads(self.files.read(self._file(name, ".json")))
             info = VersionInfo(**data)
         except (OSError, ValueError, TypeError) as exc:
             raise CorruptVersion(f"{name}: unreadable manifest ({exc})") from exc
@@ -99,7 +136,7 @@ class VersionStore:
         if name == BASE:
             return info, self.base_state
         try:
-            data = self._path(name, ".npz").read_bytes()
+            data = self.files.read(self._file(name, ".npz"))
         except OSError as exc:
             raise CorruptVersion(f"{name}: state file missing ({exc})") from exc
         if sha256_bytes(data) != info.sha256:
@@ -124,7 +161,7 @@ class VersionStore:
 
     def _parent_of(self, name: str) -> str | None:
         try:
-            return json.loads(self._path(name, ".json").read_text()).get("parent") or BASE
+            return json.loads(self.files.read(self._file(name, ".json"))).get("parent") or BASE
         except (OSError, ValueError):
             # No readable manifest: fall back to the newest older version.
             older = [n for n in self.names() if n < name]
@@ -151,19 +188,19 @@ class VersionStore:
         number = int(existing[-1][1:]) + 1 if existing else 1
         name = f"v{number:06d}"
         data = state.to_bytes()
-        atomic_write(self._path(name, ".npz"), data)
+        self.files.write(self._file(name, ".npz"), data)
         info = VersionInfo(
             name=name, parent=parent, first_feedback_id=first_id, last_feedback_id=last_id,
             holdout_accuracy=holdout_accuracy, sha256=sha256_bytes(data), base_id=self.base_id,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), reason=reason,
         )
-        atomic_write(self._path(name, ".json"),
-                     (json.dumps(info.to_json(), indent=2) + "\n").encode())
+        self.files.write(self._file(name, ".json"),
+                         (json.dumps(info.to_json(), indent=2) + "\n").encode())
         self.set_current(name)
         return info
 
     def has_state(self, name: str) -> bool:
-        return name == BASE or self._path(name, ".npz").exists()
+        return name == BASE or self.files.exists(self._file(name, ".npz"))
 
     def restore(self, name: str, state: State) -> None:
         """Write back the state file of a pruned version, if ``state`` is exactly it."""
@@ -172,7 +209,7 @@ class VersionStore:
         if sha256_bytes(data) != info.sha256:
             raise CorruptVersion(f"{name}: its state pruned, and the log replayed up to "
                                  f"id {info.last_feedback_id} does not match its sha256")
-        atomic_write(self._path(name, ".npz"), data)
+        self.files.write(self._file(name, ".npz"), data)
 
     def prune(self, keep: int) -> list[str]:
         """Delete the state files of all but the current version and its newest ancestors.
@@ -192,11 +229,11 @@ class VersionStore:
         """
         kept = set(self.chain(limit=max(keep, 2)))
         pruned = []
-        for path in self.folder.glob("v*.npz"):
-            if NAME.match(path.stem) and path.stem not in kept:
-                with contextlib.suppress(FileNotFoundError):  # pruned by another process
-                    path.unlink()
-                pruned.append(path.stem)
+        for file in self.files.names(".npz"):
+            stem = file.removesuffix(".npz")
+            if NAME.match(stem) and stem not in kept:
+                self.files.delete(file)
+                pruned.append(stem)
         return sorted(pruned)
 
     def list(self) -> list[VersionInfo]:

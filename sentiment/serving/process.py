@@ -54,6 +54,7 @@ def start_serving(app: Flask) -> None:
     learner: Learner = app.extensions["learner"]
     if app.extensions["settings"].background_checkpoints:
         learner.start_background_checkpoints()
+    learner.start_following()  # other hosts' verdicts, as they commit (PostgreSQL)
     memory.release_free_memory()  # what loading the model and replaying the log left
     # The ~130,000 objects that exist now (the libraries, the model) live as
     # long as the process. Left to the cyclic collector, each full collection

@@ -7,19 +7,22 @@ durably before it returns, and never delete a row. A quarantined verdict
 keeps its row (status and reason change); releasing it appends a fresh copy at
 the end of the log, so the model stays a function of the log in id order.
 
-SQLite (:mod:`sentiment.storage.sqlite`) is the embedded default.
+SQLite (:mod:`sentiment.storage.sqlite`) is the embedded default, for one
+host; PostgreSQL (:mod:`sentiment.storage.postgres`) is one log for several
+hosts. Both run the same queries (:mod:`sentiment.storage.sql`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot exist (and overflows)
+MAX_ID = 2**63 - 1  # the largest id either database holds: a larger one overflows
 
 
 class FeedbackError(Exception):
@@ -34,6 +37,14 @@ class UnknownPrediction(FeedbackError):  # noqa: N818 (public name)
 
 class DuplicateVerdict(FeedbackError):  # noqa: N818 (public name)
     status = 409
+
+
+class LogUnavailable(FeedbackError):  # noqa: N818 (public name)
+    """The log's database cannot be reached now (down, restarting): try again soon.
+    Nothing was half-stored: the transaction committed whole or not at all."""
+
+    status = 503
+    retry_after = 5  # seconds
 
 
 @dataclass(frozen=True)
@@ -141,11 +152,51 @@ class DayCounts:
     repeats: int = 0  # of them, repeats of the same client on the same text
 
 
+class SharedLock(Protocol):
+    """A lock every process that shares it respects (a ``flock``, a database lock)."""
+
+    def acquire(self, blocking: bool = True) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> None: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class VersionFiles(Protocol):
+    """Where model versions' files live (see :mod:`sentiment.learning.versions`): small
+    named byte strings, each written whole or not at all, and the lock a checkpoint or
+    a rollback holds."""
+
+    @property
+    def lock(self) -> SharedLock: ...
+
+    def read(self, name: str) -> bytes:
+        """Its bytes; FileNotFoundError if there is no such file."""
+        ...
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def names(self, suffix: str) -> list[str]:
+        """The names of the version files (``v...``) ending with ``suffix``."""
+        ...
+
+
 def new_token() -> str:
     """An unguessable prediction token (128 random bits): only whoever got the prediction
     can vote on it, where sequential ids let anyone vote on anyone's. A prediction's
     permalink has a token of its own, so sharing the link never shares the vote."""
     return secrets.token_urlsafe(16)
+
+
+def review_key(review: str) -> bytes:
+    """A review's text, hashed: what tells one client's verdicts on the same text apart."""
+    return hashlib.blake2b(review.encode("utf-8"), digest_size=16).digest()
 
 
 def now() -> str:
@@ -239,5 +290,21 @@ class FeedbackLog(Protocol):
         ...
 
     def integrity_check(self) -> str: ...
+
+    @property
+    def notifies(self) -> bool:
+        """Whether :meth:`wait_for_change` wakes on other hosts' commits (else it only
+        waits, and a follower polls)."""
+        ...
+
+    def version_files(self) -> VersionFiles | None:
+        """Where model versions live when every host must share them (None: each
+        host's own models folder is enough)."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a verdict, release or quarantine to commit
+        anywhere; True if one did (a hint: the log itself is the truth)."""
+        ...
 
     def close(self) -> None: ...

@@ -29,7 +29,8 @@ from sentiment.learning.trust import TrustPolicy
 from sentiment.models import LINEAR, load_model
 from sentiment.models.protocol import ServedModel
 from sentiment.settings import Settings, SettingsError
-from sentiment.storage import open_log
+from sentiment.storage import LogUnavailable, open_log
+from sentiment.storage.migrations import MigrationNeeded
 from sentiment.web import api, dashboard, errors, explore, openapi, pages, security
 from sentiment.web.forms import refuse_unreadable_forms
 from sentiment.web.limits import install_limits
@@ -75,7 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
         return _build(settings, config, base_model)
     except StartupError:
         raise
-    except (OSError, sqlite3.Error, *MODEL_ERRORS) as exc:
+    except (OSError, sqlite3.Error, LogUnavailable, MigrationNeeded, *MODEL_ERRORS) as exc:
         raise StartupError(f"cannot start the app: {exc}") from exc
 
 
@@ -114,8 +115,10 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     app.cli.add_command(feedback_cli)
 
     model_dir = Path(settings.model_dir)
-    feedback = open_log(Path(settings.database or instance / "reviews.sqlite"),
-                           durable=settings.durable_commits)
+    feedback = open_log(settings.database_url,
+                        Path(settings.database or instance / "reviews.sqlite"),
+                        durable=settings.durable_commits,
+                        connections=settings.threads + 2)  # + the checkpoint's and the follower's
     app.extensions["learner"] = Learner(
         base_model or load_model(model_dir),
         feedback,

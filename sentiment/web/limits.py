@@ -1,7 +1,15 @@
 """Per-client rate limits (Flask-Limiter): predictions count reviews, verdicts count one.
 
-Counted per client address and, with the default ``memory://`` store, per
-process; ``SENTIMENT_RATELIMIT_STORAGE_URI`` points every process at one store.
+Counted per client address. With the default ``memory://`` store each process
+counts alone, so N processes let a client through N times its limits.
+``RATELIMIT_STORAGE_URI=redis://host:6379`` (or ``SENTIMENT_RATELIMIT_STORAGE_URI``)
+counts in Redis instead: every process of every host given the same Redis draws
+on one budget per client, a counter per client, limit and window that Redis
+expires with the window. While Redis is down or unreachable, requests are still
+served and each process counts in memory, with the same limits, until Redis
+answers again (``Settings.flask_config`` sets Flask-Limiter up for this); each
+store then counts from where it was, so a client may get up to one budget more
+per process in the window of a switch.
 """
 
 from __future__ import annotations
