@@ -1,4 +1,4 @@
-"""Operator commands: ``flask --app app model ...`` and ``flask --app app feedback ...``."""
+"""Operator commands: ``flask --app app model ...``, ``feedback ...`` and ``db ...``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from flask.cli import AppGroup
 from sentiment.learning.learner import Learner
 from sentiment.learning.trust import TrustPolicy
 from sentiment.learning.versions import CorruptVersion
+from sentiment.settings import Settings, SettingsError
+from sentiment.storage import open_log
 from sentiment.storage.log import MAX_ID, FeedbackError
+from sentiment.storage.migrations import MIGRATIONS, pending
 
 model_cli = AppGroup("model", help="Model versions: list, roll back, rebuild from the log.")
 feedback_cli = AppGroup("feedback", help="The feedback log: list, clients, release, reject, "
@@ -197,3 +200,58 @@ def feedback_export(fmt: str, output: IO[str]) -> None:
     for v in learner().feedback.verdicts():
         writer.writerow([v.id, v.prediction_id, int(v.correct), v.label, v.status, v.reason or "",
                          v.released_from or "", v.created, spreadsheet_safe(v.review)])
+
+
+# -- db: the log's schema ------------------------------------------------------------
+# A plain click group, registered as a Flask command plugin (pyproject.toml,
+# "flask.commands"): Flask finds it without building the app, which could not
+# start while a migration that only runs by hand is pending.
+db_cli = click.Group("db", help="The feedback log's schema: status, upgrade (migrations).")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.load()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@db_cli.command("status")
+def db_status() -> None:
+    """List the migrations this log has had, and those it still needs."""
+    settings = _settings()
+    try:
+        log = open_log(settings.database_url, settings.sqlite_path, upgrade=False)
+    except FeedbackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        try:
+            applied = log.schema_versions()
+        except Exception:  # noqa: BLE001 - a log older than migrations has no such table
+            applied = []
+        click.echo(f"feedback log: {log.where}")
+        for version, name, when in applied:
+            click.echo(f"  applied  {version:>3}  {name}  ({when})")
+        for migration in pending(MIGRATIONS, {v for v, _, _ in applied}):
+            how = "" if migration.on_start else "  (by hand: db upgrade)"
+            click.echo(f"  pending  {migration.version:>3}  {migration.name}{how}")
+    finally:
+        log.close()
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration this log still needs (those not run on start included)."""
+    settings = _settings()
+    try:
+        log = open_log(settings.database_url, settings.sqlite_path, upgrade=False)
+        try:
+            done = log.migrate(MIGRATIONS, on_start=False)
+        finally:
+            log.close()
+    except FeedbackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for migration in done:
+        click.echo(f"applied {migration.version}: {migration.name}")
+    click.echo(f"the feedback log at {log.where} is up to date "
+               f"(schema version {max(m.version for m in MIGRATIONS)})")

@@ -192,6 +192,16 @@ class Settings(BaseSettings):
             raise SettingsError("\n".join(problems))
         return settings
 
+    @property
+    def instance(self) -> Path:
+        """Where runtime state lives: ``INSTANCE_PATH``, else ``instance/`` beside app.py."""
+        return Path(self.instance_path or PKL_DIR.parent / "instance")
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite log's file (used when no ``DATABASE_URL`` is given)."""
+        return Path(self.database or self.instance / "reviews.sqlite")
+
     def flask_config(self) -> dict[str, Any]:
         """The settings Flask and its extensions read from ``app.config``."""
         return {

@@ -247,7 +247,7 @@ class Learner:
     # -- the two things the app does -------------------------------------
     def predict(self, reviews: list[str], client: str | None = None,
                 features: Features | None = None,
-                browser: str | None = None) -> list[tuple[str, Prediction, str]]:
+                browser: str | None = None) -> list[tuple[str | None, Prediction, str]]:
         """Predict and record each prediction; returns (token, prediction, version).
 
         The token is what a verdict on the prediction names (:meth:`verdict`):
@@ -258,6 +258,10 @@ class Learner:
         not depend on the model's state, only on its base). They are stored
         with the predictions, so that every process learns a verdict without
         vectorising its review again.
+
+        With the log's database out of reach, the live model still answers,
+        without tokens: those predictions are not recorded, so no verdict can
+        be given on them.
         """
         self.sync()
         model, version = self.model, self.model_version
@@ -265,11 +269,16 @@ class Learner:
             features = model.transform(reviews)
         predictions = model.predict_features(features)
         stored = model.encode_rows(features)
-        rows = self.feedback.add_predictions(
-            [(r, int(p.label == "positive"), p.probability, f)
-             for r, p, f in zip(reviews, predictions, stored, strict=True)],
-            version, client, browser,
-        )
+        try:
+            rows = self.feedback.add_predictions(
+                [(r, int(p.label == "positive"), p.probability, f)
+                 for r, p, f in zip(reviews, predictions, stored, strict=True)],
+                version, client, browser,
+            )
+        except LogUnavailable:
+            log.warning("the feedback log is out of reach: %d predictions served unrecorded",
+                        len(reviews))
+            return [(None, p, version) for p in predictions]
         return [(token, p, version) for (_, token), p in zip(rows, predictions, strict=True)]
 
     def verdict(self, token: str, correct: bool, client: str | None = None) -> Verdict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -48,7 +49,14 @@ LOG_LOCK = 0x2B1F6A2E5D3C4B18
 VERSIONS_LOCK = LOG_LOCK + 1
 CHANNEL = "sentiment_log"
 #: How long a request waits for a connection before answering 503.
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+#: What a client is told (the database's address is the operator's business).
+OUT_OF_REACH = ("The feedback log is out of reach just now, so nothing was stored. "
+                "Please try again in a few seconds.")
+#: After the database was found out of reach, requests fail at once for this long
+#: (then one tries again): predictions keep being served from the live model
+#: without each waiting for the database first.
+OUTAGE_BACKOFF = 1.0
 
 
 def _placeholders(sql: str) -> str:
@@ -97,6 +105,7 @@ class PostgresFeedbackLog(SQLFeedbackLog):
             check=ConnectionPool.check_connection, timeout=CONNECT_TIMEOUT, num_workers=1,
             name="feedback-log", open=False)
         self._listener: psycopg.Connection[Any] | None = None
+        self._down_until = 0.0
         self._listener_lock = threading.Lock()
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -113,12 +122,15 @@ class PostgresFeedbackLog(SQLFeedbackLog):
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; a database out of reach becomes :class:`LogUnavailable`."""
+        if time.monotonic() < self._down_until:
+            raise LogUnavailable(OUT_OF_REACH)
         try:
             with self._pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise LogUnavailable(f"the feedback log is out of reach ({self.where}); "
-                                 "please try again in a few seconds") from exc
+            self._down_until = time.monotonic() + OUTAGE_BACKOFF
+            log.warning("the feedback log at %s is out of reach: %s", self.where, exc)
+            raise LogUnavailable(OUT_OF_REACH) from exc
 
     @contextmanager
     def _begin(self, durable: bool, ordered: bool) -> Iterator[_Transaction]:
@@ -222,7 +234,7 @@ class DatabaseLock:
             conn = self._log.pool.getconn()
         except PoolTimeout as exc:
             self._threads.release()
-            raise LogUnavailable(f"the feedback log is out of reach ({self._log.where})") from exc
+            raise LogUnavailable(OUT_OF_REACH) from exc
         try:
             if blocking:
                 conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
@@ -234,8 +246,7 @@ class DatabaseLock:
             self._log.pool.putconn(conn)
             self._threads.release()
             if isinstance(exc, psycopg.OperationalError):
-                raise LogUnavailable(f"the feedback log is out of reach ({self._log.where})"
-                                     ) from exc
+                raise LogUnavailable(OUT_OF_REACH) from exc
             raise
         if not got:
             self._log.pool.putconn(conn)

@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify, make_response, render_template, requ
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from sentiment.storage.log import FeedbackError
+from sentiment.storage.log import FeedbackError, LogUnavailable
 from sentiment.web.body import BodyError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(FeedbackError)
     def feedback_error(exc: FeedbackError) -> Response:
-        return render_error(exc.status, str(exc))
+        response = render_error(exc.status, str(exc))
+        if isinstance(exc, LogUnavailable):  # the database restarts: soon back
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> Response:

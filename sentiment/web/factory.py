@@ -82,7 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
 
 def _build(settings: Settings, flask_config: dict[str, Any],
            base_model: ServedModel | None) -> Flask:
-    instance = Path(settings.instance_path or ROOT / "instance")
+    instance = settings.instance
     app = Flask(__name__, instance_path=str(instance.absolute()),
                 template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     if instance.exists() and not instance.is_dir():
@@ -115,10 +115,10 @@ def _build(settings: Settings, flask_config: dict[str, Any],
     app.cli.add_command(feedback_cli)
 
     model_dir = Path(settings.model_dir)
-    feedback = open_log(settings.database_url,
-                        Path(settings.database or instance / "reviews.sqlite"),
+    feedback = open_log(settings.database_url, settings.sqlite_path,
                         durable=settings.durable_commits,
-                        connections=settings.threads + 2)  # + the checkpoint's and the follower's
+                        # + the checkpoint timer's, the follower's and the versions lock's
+                        connections=settings.threads + 3)
     app.extensions["learner"] = Learner(
         base_model or load_model(model_dir),
         feedback,

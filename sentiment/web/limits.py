@@ -70,8 +70,8 @@ def served(response: Response) -> bool:
 
 def _retry_after_only_when_refused(response: Response) -> Response:
     """Flask-Limiter's headers give Retry-After on every response; it means "wait" (RFC
-    9110), so only a 429 keeps it."""
-    if response.status_code != 429:
+    9110), so only a 429 keeps it (and a 503's own, set by the error handler)."""
+    if response.status_code not in (429, 503):
         response.headers.pop("Retry-After", None)
     return response
 

@@ -77,7 +77,7 @@ def make_blueprint(limits: Limits) -> Blueprint:
         X = learner.model.transform_tokens([tokens])
         token, prediction, version = learner.predict([review], client_id(), X,
                                                      browser=_browser())[0]
-        view_token = learner.feedback.view_token_for(token)
+        view_token = None if token is None else learner.feedback.view_token_for(token)
         return render_template(
             "results.html",
             review=review,
@@ -88,7 +88,8 @@ def make_blueprint(limits: Limits) -> Blueprint:
             verdicts=VERDICT_BUTTONS,
             permalink=_permalink_to(view_token),
             verdict=None,
-            can_vote=True,
+            can_vote=token is not None,
+            unrecorded=token is None,
         )
 
     @pages.get("/results/<view_token>")

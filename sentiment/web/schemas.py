@@ -67,8 +67,10 @@ class FeedbackRequest(Strict):
 class PredictionOut(BaseModel):
     label: Literal["negative", "positive"]
     probability: float = Field(ge=0.5, le=1.0, description="of the label given")
-    prediction_id: str = Field(description="what /api/feedback takes: an unguessable token, "
-                                           "given only to whoever asked for the prediction")
+    prediction_id: str | None = Field(
+        description="what /api/feedback takes: an unguessable token, given only to whoever "
+                    "asked for the prediction; null while the feedback log is out of reach "
+                    "(the prediction is served, but not recorded, so it takes no verdict)")
     model_version: str = Field(description="the version that answered, plus the last verdict "
                                            "it had learned")
 
