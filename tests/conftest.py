@@ -54,7 +54,7 @@ def postgres_cluster() -> Iterator[Any]:
     Without PostgreSQL the tests that need it are skipped, except in CI
     (``CI`` set), where ``make test`` has installed it and a missing one fails.
     """
-    from tests.postgres_server import PostgresCluster
+    from bench.services import PostgresCluster
 
     try:
         cluster = PostgresCluster().start()
