@@ -4,8 +4,9 @@ Every setting is a ``SENTIMENT_<NAME>`` environment variable (the table in
 README.md lists them), except names that the tools and platforms around a
 Flask app already know: ``INSTANCE_PATH`` (where runtime state lives),
 ``SECRET_KEY``, ``DATABASE_URL`` (also ``SENTIMENT_DATABASE_URL``),
-``RATELIMIT_STORAGE_URI`` (also with the prefix) and ``NLTK_DATA`` (read by
-NLTK itself, for training only).
+``RATELIMIT_STORAGE_URI`` (also with the prefix), ``WEB_CONCURRENCY`` (the
+server processes, when ``SENTIMENT_WORKERS`` is unset) and ``NLTK_DATA``
+(read by NLTK itself, for training only).
 
 A value of the wrong kind stops the app before anything starts, with one line
 per bad value naming the variable as it is set: a typo such as
@@ -168,8 +169,11 @@ class Settings(BaseSettings):
     # -- serving (python app.py)
     host: str = Field("127.0.0.1", min_length=1, description="address to listen on")
     port: int = Field(5000, ge=1, le=65535, description="port to listen on")
-    workers: int | None = Field(None, ge=1, description="server processes (default: one per "
-                                                        "usable CPU core)")
+    workers: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("SENTIMENT_WORKERS", "WEB_CONCURRENCY",
+                                                  "workers"),
+        description="server processes (default: $WEB_CONCURRENCY, which platforms of the "
+                    "Heroku kind set, else one per usable CPU core)")
     threads: int = Field(DEFAULT_THREADS, ge=1, description="request threads per process")
 
     @classmethod
@@ -240,8 +244,19 @@ class Settings(BaseSettings):
         return config
 
 
+def _field_of(name: str) -> str:
+    """The field a name of pydantic's error locations is: a field's name, or one of its
+    aliases (pydantic reports a field with aliases by its first)."""
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if name == field or (isinstance(alias, AliasChoices) and name in alias.choices):
+            return field
+    return name
+
+
 def _variable(field: str) -> str:
     """The variable a field is read from: of its names, the one set in the environment."""
+    field = _field_of(field)
     alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields \
         else None
     names = ([name for name in alias.choices if isinstance(name, str) and name.isupper()]
@@ -255,7 +270,7 @@ def _unknown(name: str) -> str:
 
 def _describe(error: Any, overrides: dict[str, Any]) -> str:
     """One line for one bad value: the variable, what it must be, what it was."""
-    field = str(error["loc"][0]) if error["loc"] else "?"
+    field = _field_of(str(error["loc"][0])) if error["loc"] else "?"
     message = str(error["msg"]).removeprefix("Value error, ")
     given = overrides.get(field, os.environ.get(_variable(field), error.get("input")))
     return f"{_variable(field)} {_lower_first(message)}, not {given!r}"

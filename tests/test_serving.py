@@ -35,7 +35,7 @@ def start(instance: Path, model_dir: Path, log: Path, workers: int | None = 2,
     (None: this process's), with the environment's ``settings`` added."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SENTIMENT_")}
+           if not k.startswith("SENTIMENT_") and k not in ("WEB_CONCURRENCY", "DATABASE_URL")}
     env.update(INSTANCE_PATH=str(instance), SENTIMENT_MODEL_DIR=str(model_dir),
                SENTIMENT_RATE_LIMITS="false", SENTIMENT_GUARD="false")
     env.update(settings or {})
@@ -226,6 +226,11 @@ def test_bad_settings_and_an_unusable_port_are_refused_in_one_line(
         "a setting of the wrong kind": ([], {"SENTIMENT_CHECKPOINT_EVERY": "x"}, 2,
                                         "error: SENTIMENT_CHECKPOINT_EVERY must be a valid "
                                         "integer"),
+        # gunicorn itself would read it on import and end in a traceback.
+        "a platform's worker count that is no number": (
+            [], {"WEB_CONCURRENCY": "abc"}, 2, "error: WEB_CONCURRENCY must be a valid integer"),
+        "a database URL that is not PostgreSQL's": (
+            [], {"DATABASE_URL": "mysql://x/y"}, 2, "error: DATABASE_URL must be a postgresql://"),
         "a misspelt setting": ([], {"SENTIMENT_CHECKPOINTS_EVERY": "5"}, 2,
                                "error: SENTIMENT_CHECKPOINTS_EVERY is not a setting"),
         "a rate limit that does not parse": ([], {"SENTIMENT_PREDICT_LIMIT": "often"}, 2,
@@ -238,7 +243,7 @@ def test_bad_settings_and_an_unusable_port_are_refused_in_one_line(
                                    "error: cannot start the app: the instance folder"),
     }
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SENTIMENT_")}
+           if not k.startswith("SENTIMENT_") and k not in ("WEB_CONCURRENCY", "DATABASE_URL")}
     env.update(INSTANCE_PATH=str(tmp_path / "instance"), SENTIMENT_MODEL_DIR=str(tiny_model_dir))
     runs = {}
     try:

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable
 
 from sentiment.serving.process import prepare_process, start_serving, stop_serving, usable_cores
-from sentiment.serving.server import check_port_free, serve
 from sentiment.settings import Settings, SettingsError
 from sentiment.web.factory import MODEL_ERRORS, StartupError, create_app
 
@@ -63,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
         return BAD_SETTINGS
+    # Imported once the settings are checked: gunicorn reads WEB_CONCURRENCY as it is
+    # imported, and a value that is no number would end in its traceback, not our line.
+    from sentiment.serving.server import check_port_free, serve
+
     try:  # before loading anything: a port in use is told at once
         check_port_free(settings.host, settings.port)
     except OSError as exc:
