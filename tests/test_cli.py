@@ -17,6 +17,7 @@ from tests.fakes import make_review
 from tests.reference import ROOT, log_of, reference_state
 
 CONFIG = {"CHECKPOINT_EVERY": 5, "CHECKPOINT_SECONDS": 1e9, "DURABLE_COMMITS": False}
+pytestmark = pytest.mark.both_backends
 
 
 def verdicts(app, n: int, seed: int = 0, wrong: float = 0.0) -> list[int]:
@@ -124,7 +125,7 @@ def test_rollback_to_unknown_version_fails_clearly(served, version):
 
 def test_rollback_to_a_corrupt_version_fails_clearly(served):
     learner = served.extensions["learner"]
-    (learner.store.folder / "v000002.npz").write_bytes(b"not a state")
+    learner.store.files.write("v000002.npz", b"not a state")  # folder or database
     result = invoke(served, "model", "rollback", "v000002")
     assert result.exit_code != 0
     assert result.output.startswith("Error: v000002: state file does not match its sha256")
@@ -139,9 +140,9 @@ def pruned(make_app):
 
 def test_old_states_are_pruned_and_rollback_rebuilds_them(pruned, tiny_model_dir):
     learner = pruned.extensions["learner"]
-    folder = learner.store.folder
-    assert sorted(p.name for p in folder.glob("v*.npz")) == ["v000002.npz", "v000003.npz"]
-    assert (folder / "v000001.json").exists()  # the history stays
+    files = learner.store.files  # the models folder, or the database (PostgreSQL)
+    assert sorted(files.names(".npz")) == ["v000002.npz", "v000003.npz"]
+    assert files.exists("v000001.json")  # the history stays
     listing = invoke(pruned, "model", "list").output
     assert [line for line in listing.splitlines() if "(state pruned)" in line] == [
         line for line in listing.splitlines() if "v000001" in line[:11]]
@@ -157,25 +158,23 @@ def test_old_states_are_pruned_and_rollback_rebuilds_them(pruned, tiny_model_dir
 
 def test_a_checkpoint_also_removes_state_files_a_crash_left_without_manifest(pruned):
     learner = pruned.extensions["learner"]
-    orphan = learner.store.folder / "v000099.npz"
-    orphan.write_bytes(b"written just before a kill -9")
+    learner.store.files.write("v000099.npz", b"written just before a kill -9")
     verdicts(pruned, 5, seed=1)  # the next checkpoint
     assert learner.store.current_name() == "v000004"
-    assert sorted(p.name for p in learner.store.folder.glob("v*.npz")) == [
-        "v000003.npz", "v000004.npz"]
+    assert sorted(learner.store.files.names(".npz")) == ["v000003.npz", "v000004.npz"]
 
 
 def test_rollback_refuses_a_rebuilt_state_that_differs(pruned):
     learner = pruned.extensions["learner"]
-    manifest = learner.store.folder / "v000001.json"
-    data = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**data, "sha256": "0" * 64}))
+    files = learner.store.files
+    data = json.loads(files.read("v000001.json"))
+    files.write("v000001.json", json.dumps({**data, "sha256": "0" * 64}).encode())
     result = invoke(pruned, "model", "rollback", "v000001")
     assert result.exit_code != 0
     assert result.output.startswith("Error: v000001: its state pruned, and the log replayed")
     assert learner.feedback.verdicts("quarantined") == []
     assert learner.store.current_name() == "v000003"
-    assert not (learner.store.folder / "v000001.npz").exists()
+    assert not files.exists("v000001.npz")
 
 
 def test_rebuild_reports_a_difference(served):
@@ -289,6 +288,8 @@ def test_real_command_line(make_app, tmp_path, tiny_model_dir):
     env.update(INSTANCE_PATH=app.instance_path, SENTIMENT_MODEL_DIR=str(tiny_model_dir),
                SENTIMENT_CHECKPOINT_EVERY=json.dumps(1000),
                SENTIMENT_BACKGROUND_CHECKPOINTS="false")
+    if isinstance(log_of(app), str):
+        env["DATABASE_URL"] = str(log_of(app))
 
     def flask(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 
 from sentiment.web.charts import Point, bars, line
@@ -18,6 +19,7 @@ def judged(app: Flask, n: int) -> None:
                                                    "correct": i % 4 != 0}).status_code == 201
 
 
+@pytest.mark.both_backends
 def test_the_page_shows_verdicts_versions_and_their_figures(make_app) -> None:
     app = make_app(CHECKPOINT_EVERY=4)
     judged(app, 8)
@@ -32,6 +34,7 @@ def test_the_page_shows_verdicts_versions_and_their_figures(make_app) -> None:
     assert "Nothing is quarantined." in html
 
 
+@pytest.mark.both_backends
 def test_an_empty_log_is_a_page_too(make_app) -> None:
     response = make_app().test_client().get("/stats")
     assert response.status_code == 200

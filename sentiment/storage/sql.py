@@ -154,12 +154,13 @@ class SQLFeedbackLog(ABC):
     @contextmanager
     def _transaction(self, durable: bool = False,
                      ordered: bool = False) -> Iterator[Executor]:
+        outer = getattr(self._local, "tx", None)  # a version file written inside exclusive()
         with self._begin(durable, ordered) as tx:
             self._local.tx = tx
             try:
                 yield tx
             finally:
-                self._local.tx = None
+                self._local.tx = outer
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
