@@ -1,19 +1,20 @@
-"""Several app processes on one instance folder converge on the same model, bit for bit.
+"""Several app processes converge on the same model, bit for bit.
 
 Each process follows the shared feedback log in id order; checkpoints and
-guard quarantines written by one are picked up by the others.
+guard quarantines written by one are picked up by the others. On SQLite they
+share one instance folder (one host); on PostgreSQL each has its own, as
+separate hosts would.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 
 import pytest
 
 from tests.fakes import make_review
-from tests.reference import Server, reference_state
+from tests.reference import Server, Source, query, reference_state, version_files
 
 PROCESSES = 4
 
@@ -47,13 +48,15 @@ def answers(server: Server, reviews: list[str]) -> tuple[list, dict]:
 
 
 @pytest.mark.slow
-def test_four_processes_converge(tmp_path, tiny_model_dir):
+@pytest.mark.both_backends
+def test_four_processes_converge(tmp_path, tiny_model_dir, backend):
     instance = tmp_path / "instance"
-    db = instance / "reviews.sqlite"
-    # All four start at once on a fresh instance folder: they race to create the
-    # database, switch it to WAL and generate the secret key.
-    servers = [Server(instance, tiny_model_dir, tmp_path / "logs", name=f"p{i}",
-                      CHECKPOINT_EVERY=5, CHECKPOINT_SECONDS=1e9)
+    db: Source = backend or instance / "reviews.sqlite"
+    # All four start at once on a fresh instance folder (PostgreSQL: on one database,
+    # each its own folder): they race to create the log and generate the secret key.
+    servers = [Server(instance if backend is None else tmp_path / f"host{i}", tiny_model_dir,
+                      tmp_path / "logs", name=f"p{i}", CHECKPOINT_EVERY=5,
+                      CHECKPOINT_SECONDS=1e9, DATABASE_URL=backend)
                for i in range(PROCESSES)]
     try:
         start_all(servers)
@@ -93,11 +96,12 @@ def test_four_processes_converge(tmp_path, tiny_model_dir):
         probe = [make_review(random.Random(1000 + i), i % 2) for i in range(20)]
         probe += ["The plot was dull but the cast wonderful and the music great."]
         check_converged(servers, probe, tiny_model_dir, db)
-        with sqlite3.connect(db) as conn:
-            assert {r[0] for r in conn.execute("SELECT id FROM feedback")} == set(acked)
-            quarantined = conn.execute(
-                "SELECT COUNT(*) FROM feedback WHERE status = 'quarantined'").fetchone()[0]
-        versions = sorted(p.name for p in (instance / "models").glob("v*.json"))
+        assert {r[0] for r in query(db, "SELECT id FROM feedback")} == set(acked)
+        [(quarantined,)] = query(db, "SELECT COUNT(*) FROM feedback"
+                                     " WHERE status = 'quarantined'")
+        files = version_files(db, instance / "models")
+        versions = sorted(files.names(".json"))
+        files.close()
         assert len(versions) >= 3, versions
         print(f"\n{len(acked)} verdicts, {quarantined} quarantined, {len(versions)} versions")
 
@@ -106,7 +110,7 @@ def test_four_processes_converge(tmp_path, tiny_model_dir):
         from app import create_app
 
         operator = create_app({"INSTANCE_PATH": str(instance), "MODEL_DIR": str(tiny_model_dir),
-                               "BACKGROUND_CHECKPOINTS": False})
+                               "BACKGROUND_CHECKPOINTS": False, "DATABASE_URL": backend})
         learner = operator.extensions["learner"]
         chain = learner.store.chain()
         target = chain[len(chain) // 2]
