@@ -181,3 +181,20 @@ def test_predictions_are_made_a_chunk_at_a_time_and_equal_all_at_once(
     monkeypatch.setattr(linear, "PREDICT_CHUNK", 7)  # 4 chunks, the last one short
     assert model.predict(texts) == whole
     assert model.predict([]) == []
+
+
+def test_a_batch_shared_among_processes_gives_the_same_predictions(
+        tiny_model_dir: Path, monkeypatch) -> None:
+    """predict(workers=2) forks two workers that each score spans of the batch: the
+    same Predictions, bit for bit, in the same order."""
+    from sentiment.models import linear
+    from tests.fakes import make_reviews
+
+    model = SentimentModel.load(tiny_model_dir)
+    texts = [text for text, _ in make_reviews(60, seed=5)]
+    whole = model.predict_features(model.transform(texts))
+    monkeypatch.setattr(linear, "PREDICT_CHUNK", 7)  # 9 spans among the workers
+    monkeypatch.setattr(linear, "POOL_MIN", 20)
+    assert model.predict(texts, workers=2) == whole
+    assert model.predict(texts[:19], workers=2) == whole[:19]  # too few: in this process
+    assert linear._FORKED is None  # the batch is not kept alive after the call

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import multiprocessing
 import pickle
 import re
 import threading
@@ -46,6 +47,15 @@ NUMERIC = threading.Lock()
 
 # Reviews whose features predict() holds at once (about 10 MB for average reviews).
 PREDICT_CHUNK = 1_000
+# Reviews predict() vectorises per call: larger than the request paths' 8 (see
+# transform), whose fixed cost per call showed (docs/measurements.md).
+BATCH_CHUNK = 32
+# predict(workers=N) shares a batch among processes from this many reviews on.
+POOL_MIN = 2 * PREDICT_CHUNK
+
+# What a forked worker of predict(workers=N) reads: inherited from its parent
+# at the fork, so that neither the model nor the texts are pickled.
+_FORKED: tuple[SentimentModel, Sequence[str]] | None = None
 
 # Each accepted verdict is learned again after this many more accepted ones, so
 # that it counts three times, like three passes over the verdicts but in one, as
@@ -165,26 +175,49 @@ class SentimentModel:
             X = self.vectorizer.decode_rows(stored)
         return X if X is not None else self.transform(texts)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], workers: int = 1) -> list[Prediction]:
         """Predictions for ``texts``, :data:`PREDICT_CHUNK` reviews' features at a time,
-        so that memory stays flat however many are asked for."""
-        predictions: list[Prediction] = []
-        for start in range(0, len(texts), PREDICT_CHUNK):
-            predictions += self.predict_features(self.transform(texts[start:start
-                                                                      + PREDICT_CHUNK]))
-        return predictions
+        so that memory stays flat however many are asked for.
 
-    def predict_features(self, X: sp.csr_matrix) -> list[Prediction]:
+        ``workers``: processes sharing a batch of :data:`POOL_MIN` reviews or more
+        (forked, so they share the model's memory). For scoring a data set from a
+        script, not inside a server: a fork copies the locks other threads hold,
+        and a server already runs a process per core. The predictions are the
+        same bits either way (each row's score is its own dot product).
+        """
+        if workers > 1 and len(texts) >= POOL_MIN:
+            return _predictions(self._positive_in_processes(texts, workers))
+        return _predictions(self._positive(texts))
+
+    def _positive(self, texts: Sequence[str]) -> np.ndarray:
+        """P(positive) of each review, :data:`PREDICT_CHUNK` reviews' features at a time."""
+        parts = [self._positive_of(self.transform(texts[start:start + PREDICT_CHUNK],
+                                                  chunk=BATCH_CHUNK))
+                 for start in range(0, len(texts), PREDICT_CHUNK)]
+        # In the scores' own dtype: predictions are made of these very bits.
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def _positive_in_processes(self, texts: Sequence[str], workers: int) -> np.ndarray:
+        global _FORKED
+        spans = [(start, min(start + PREDICT_CHUNK, len(texts)))
+                 for start in range(0, len(texts), PREDICT_CHUNK)]
+        _FORKED = (self, texts)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                return np.concatenate(pool.map(_positive_in_child, spans, chunksize=1))
+        finally:
+            _FORKED = None
+
+    def _positive_of(self, X: sp.csr_matrix) -> np.ndarray:
         # Logistic regression's probability is the sigmoid of the linear score.
         # Computed here rather than by predict_proba, whose input validation
         # costs ten times the arithmetic for one review.
         clf = self._clf
         with NUMERIC, self._weights:
-            scores = X @ clf.coef_[0] + clf.intercept_[0]
-            positive = expit(scores)
-        return [
-            Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p)) for p in positive
-        ]
+            return cast(np.ndarray, expit(X @ clf.coef_[0] + clf.intercept_[0]))
+
+    def predict_features(self, X: sp.csr_matrix) -> list[Prediction]:
+        return _predictions(self._positive_of(X))
 
     def accuracy(self, X: sp.csr_matrix, y: np.ndarray) -> float:
         """Accuracy on labelled features; not to be called while this model learns.
@@ -367,6 +400,18 @@ class SentimentModel:
 
 # A letter or a digit (what str.isalnum accepts): what makes a token a word.
 _ALNUM = re.compile(r"[^\W_]")
+
+
+def _predictions(positive: np.ndarray) -> list[Prediction]:
+    return [Prediction(LABELS[int(p >= 0.5)], float(max(p, 1.0 - p)), float(p))
+            for p in positive]
+
+
+def _positive_in_child(span: tuple[int, int]) -> np.ndarray:
+    """In a forked worker of :meth:`SentimentModel.predict`: one span of the batch."""
+    assert _FORKED is not None, "only in a process forked by predict(workers=N)"
+    model, texts = _FORKED
+    return model._positive(texts[span[0]:span[1]])
 
 
 def _readable(gram: str) -> str:
