@@ -86,6 +86,25 @@ def test_many_writers_on_their_own_connections_never_make_a_reader_skip_a_verdic
     assert seen == stored, "the reader skipped or repeated a verdict"
 
 
+@pytest.mark.both_backends
+def test_a_committed_verdict_is_answered_without_touching_the_database_again(
+        tmp_path: Path, backend: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database going away right after a verdict's commit must not turn a stored
+    verdict into a "try again" (a client would then think it lost)."""
+    log = open_log(backend, tmp_path / "log.sqlite", durable=False)
+    [pid] = predictions(log, 1, seed=3)
+
+    def out_of_reach(*args: object) -> None:
+        raise LogUnavailable("the database went away")
+
+    monkeypatch.setattr(log, "_read_alone", out_of_reach)  # any read outside the commit
+    verdict = log.add_verdict(pid, correct=False)
+    assert (verdict.prediction_id, verdict.status, verdict.correct) == (pid, "accepted", False)
+    monkeypatch.undo()
+    assert log.verdict(verdict.id) == verdict
+    log.close()
+
+
 def test_without_the_log_lock_postgresql_commits_ids_out_of_order(postgres_cluster) -> None:
     """The pitfall the advisory lock exists for: two plain inserts, the later id commits
     first, and a reader at that moment sees id N+1 without id N."""
@@ -170,6 +189,10 @@ def test_a_host_learns_another_hosts_verdict_without_being_asked(
         delays.append(time.monotonic() - start)
     learner_b.stop_threads()
     assert learner_b.model.state().equals(a.extensions["learner"].model.state())
+    # Each host reports how long after their commit it learned the others' verdicts.
+    lag_b = learner_b.status()["follow_lag_ms"]
+    assert lag_b["verdicts"] == 5 and 0 <= lag_b["p50"] <= lag_b["p99"] < 10_000
+    assert a.extensions["learner"].status()["follow_lag_ms"]["verdicts"] == 0  # its own
     print(f"\nhost B applied host A's verdicts after {[round(d * 1000, 1) for d in delays]} ms")
 
 

@@ -22,10 +22,12 @@ Which verdicts are accepted is decided as each is committed
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,10 @@ class Learner:
         self._timer: PeriodicThread | None = None
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
+        # Seconds from each verdict's commit elsewhere to its learning here (see
+        # follow_lag); the ids this process committed itself are left out.
+        self._lags: deque[float] = deque(maxlen=1000)
+        self._committed_here: set[int] = set()
         self._published_checked = 0.0
         # (model it describes: generation, version, last verdict applied; sha256): see status()
         self._digest: tuple[tuple[()] | tuple[int, str, int], str] = ((), "")
@@ -156,6 +162,35 @@ class Learner:
         for part in _learn(self.model, verdicts, _history(self.model, self.feedback, verdicts)):
             self.applied_id = part[-1].id
             self._unsaved += len(part)
+            self._note_lags(part)
+
+    def _note_lags(self, learned: list[Verdict]) -> None:
+        """How long after its commit each verdict of another process was learned here.
+
+        Measured from the ``created`` time its process stamped as it committed
+        (one clock on one machine; across hosts, their clocks' skew adds to it).
+        """
+        now = time.time()
+        with self._commits:
+            mine = self._committed_here
+            for verdict in learned:
+                if verdict.id not in mine and verdict.created:
+                    self._lags.append(
+                        now - dt.datetime.fromisoformat(verdict.created).timestamp())
+            # Learned in id order: an id of ours at or below the last one learned is
+            # learned, or held (never to be): either way done with.
+            self._committed_here = {i for i in mine if i > learned[-1].id}
+
+    def follow_lag(self) -> dict[str, float | int | None]:
+        """p50 and p99, in ms, of how long after their commit this process learned the
+        last 1,000 verdicts taken by other processes (and hosts)."""
+        lags = sorted(self._lags)
+        if not lags:
+            return {"p50": None, "p99": None, "verdicts": 0}
+        def at(share: float) -> float:
+            return round(1000 * lags[min(len(lags) - 1, int(share * len(lags)))], 1)
+
+        return {"p50": at(0.5), "p99": at(0.99), "verdicts": len(lags)}
 
     def sync(self) -> None:
         """Catch up with the log (new rows, or a quarantine elsewhere); cheap when idle.
@@ -300,6 +335,8 @@ class Learner:
         try:
             verdict = self.feedback.add_verdict(prediction_id, correct, client,
                                                 self.config.trust)
+            with self._commits:
+                self._committed_here.add(verdict.id)
         finally:
             with self._commits:
                 self._committing -= 1
@@ -549,6 +586,7 @@ class Learner:
                 "unsaved_verdicts": self._unsaved,
                 "base": self.base.base_id,
                 "preset": self.base.manifest.get("preset"),
+                "follow_lag_ms": self.follow_lag(),
             }
         if state is not None:
             digest = state.digest()

@@ -50,13 +50,32 @@ VERSIONS_LOCK = LOG_LOCK + 1
 CHANNEL = "sentiment_log"
 #: How long a request waits for a connection before answering 503.
 CONNECT_TIMEOUT = 2.0
-#: What a client is told (the database's address is the operator's business).
-OUT_OF_REACH = ("The feedback log is out of reach just now, so nothing was stored. "
-                "Please try again in a few seconds.")
+#: What a client is told (the database's address is the operator's business). A
+#: connection lost while a commit's answer was on its way leaves it unknown whether
+#: that commit happened: sending the same verdict again is what settles it.
+OUT_OF_REACH = ("The feedback log is out of reach just now. Please try again in a few "
+                "seconds: a verdict sent again is never counted twice (a 409 then means "
+                "the first one was stored).")
+#: A pooled connection idle this long is checked (a round trip) before it is handed
+#: out: one the database dropped meanwhile (a restart) is replaced, not failed on.
+#: Busier connections skip the check, which cost a round trip per request.
+CHECK_AFTER_IDLE = 1.0
 #: After the database was found out of reach, requests fail at once for this long
 #: (then one tries again): predictions keep being served from the live model
 #: without each waiting for the database first.
 OUTAGE_BACKOFF = 1.0
+
+
+# When each pooled connection was last given back (by id(): psycopg's connections
+# take no new attributes). A connection the pool drops leaves a stale entry, which
+# at worst makes a later connection with the same id skip one check.
+_LAST_USED: dict[int, float] = {}
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check, made only on a connection idle for :data:`CHECK_AFTER_IDLE`."""
+    if time.monotonic() - _LAST_USED.get(id(conn), 0.0) >= CHECK_AFTER_IDLE:
+        ConnectionPool.check_connection(conn)
 
 
 def _placeholders(sql: str) -> str:
@@ -102,7 +121,7 @@ class PostgresFeedbackLog(SQLFeedbackLog):
         # before a request gets it, rather than failing that request.
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection, timeout=CONNECT_TIMEOUT, num_workers=1,
+            check=_check_if_idle, timeout=CONNECT_TIMEOUT, num_workers=1,
             name="feedback-log", open=False)
         self._listener: psycopg.Connection[Any] | None = None
         self._down_until = 0.0
@@ -126,7 +145,12 @@ class PostgresFeedbackLog(SQLFeedbackLog):
             raise LogUnavailable(OUT_OF_REACH)
         try:
             with self._pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    if len(_LAST_USED) > 1000:  # ids of connections long dropped
+                        _LAST_USED.clear()
+                    _LAST_USED[id(conn)] = time.monotonic()
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._down_until = time.monotonic() + OUTAGE_BACKOFF
             log.warning("the feedback log at %s is out of reach: %s", self.where, exc)

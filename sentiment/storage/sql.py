@@ -287,9 +287,14 @@ class SQLFeedbackLog(ABC):
                      judgement.reason if judgement is not None and held else None,
                      int(judgement is not None and judgement.new_client)),
                 ).fetchall()[0][0]
+                # Read back inside the transaction: once it commits, nothing may touch
+                # the database again, or an outage right then would answer "not
+                # stored" about a stored verdict.
+                stored = _verdict(tx.execute(_VERDICT_SELECT + " WHERE f.id = ?",
+                                             (verdict_id,)).fetchall()[0])
         except self.integrity_errors as exc:
             raise DuplicateVerdict("this prediction already has a verdict") from exc
-        return self.verdict(int(verdict_id))
+        return stored
 
     def verdict(self, verdict_id: int) -> Verdict:
         rows = self._read(_VERDICT_SELECT + " WHERE f.id = ?", (verdict_id,))

@@ -88,6 +88,12 @@ class FeedbackOut(BaseModel):
                                            "held it)")
 
 
+class LagOut(BaseModel):
+    p50: float | None
+    p99: float | None
+    verdicts: int = Field(description="how many of the last 1,000 the figures describe")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     model_version: str
@@ -97,6 +103,9 @@ class HealthOut(BaseModel):
     unsaved_verdicts: int
     base: str
     preset: str | None
+    follow_lag_ms: LagOut = Field(description="how long after their commit this process "
+                                              "learned the verdicts other processes took")
+
 
 
 class DayOut(BaseModel):
