@@ -238,6 +238,7 @@ class Client:
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self.cookie = ""
+        self.headers: http.client.HTTPMessage | None = None  # the last answer's (Retry-After)
 
     def request(
         self,
@@ -252,6 +253,7 @@ class Client:
         self.conn.request(method, path, body=body, headers=headers)
         response = self.conn.getresponse()
         data = response.read()
+        self.headers = response.headers
         if cookie := response.getheader("Set-Cookie"):
             self.cookie = cookie.split(";", 1)[0]
         return response.status, data

@@ -139,8 +139,12 @@ class Learner:
         self._stop_following = threading.Event()
         # Seconds from each verdict's commit elsewhere to its learning here (see
         # follow_lag); the ids this process committed itself are left out.
-        self._lags: deque[float] = deque(maxlen=1000)
+        self._lags: deque[float] = deque(maxlen=10_000)
         self._committed_here: set[int] = set()
+        # While the log is out of reach nothing can follow it: verdicts committed
+        # before it was back are waited for by the outage, not by following.
+        self._log_lost = False
+        self._lags_from = 0.0  # wall time: verdicts created earlier are not counted
         self._published_checked = 0.0
         # (model it describes: generation, version, last verdict applied; sha256): see status()
         self._digest: tuple[tuple[()] | tuple[int, str, int], str] = ((), "")
@@ -155,14 +159,16 @@ class Learner:
         self.model.set_state(state)
         self.applied_id = self.version.last_feedback_id
         self._unsaved = 0
-        self._apply(self.feedback.accepted_after(self.applied_id))
+        # A replay, not news: how old these verdicts are says nothing of following.
+        self._apply(self.feedback.accepted_after(self.applied_id), following=False)
 
-    def _apply(self, verdicts: list[Verdict]) -> None:
+    def _apply(self, verdicts: list[Verdict], following: bool = True) -> None:
         """Learn from ``verdicts`` in id order, exactly as one ``partial_fit`` per row."""
         for part in _learn(self.model, verdicts, _history(self.model, self.feedback, verdicts)):
             self.applied_id = part[-1].id
             self._unsaved += len(part)
-            self._note_lags(part)
+            if following:
+                self._note_lags(part)
 
     def _note_lags(self, learned: list[Verdict]) -> None:
         """How long after its commit each verdict of another process was learned here.
@@ -174,16 +180,20 @@ class Learner:
         with self._commits:
             mine = self._committed_here
             for verdict in learned:
-                if verdict.id not in mine and verdict.created:
-                    self._lags.append(
-                        now - dt.datetime.fromisoformat(verdict.created).timestamp())
+                if verdict.id in mine or not verdict.created:
+                    continue
+                committed = dt.datetime.fromisoformat(verdict.created).timestamp()
+                if committed >= self._lags_from:
+                    self._lags.append(now - committed)
             # Learned in id order: an id of ours at or below the last one learned is
             # learned, or held (never to be): either way done with.
             self._committed_here = {i for i in mine if i > learned[-1].id}
 
     def follow_lag(self) -> dict[str, float | int | None]:
         """p50 and p99, in ms, of how long after their commit this process learned the
-        last 1,000 verdicts taken by other processes (and hosts)."""
+        last 10,000 verdicts taken by other processes (and hosts) while it followed the
+        log: not those it replayed when it started or rebuilt, nor those an outage of
+        the log's database kept from it (committed before it could read the log again)."""
         lags = sorted(self._lags)
         if not lags:
             return {"p50": None, "p99": None, "verdicts": 0}
@@ -202,10 +212,14 @@ class Learner:
         model that takes seconds, and no request should wait for it.
         """
         try:
+            if self._log_lost:
+                self._lags_from = time.time()  # (see _note_lags)
             self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
+            self._log_lost = False
         except LogUnavailable:
             # The database is out of reach: serve on with the live model (which
             # holds every verdict applied so far); the next sync catches up.
+            self._log_lost = True
             log.warning("cannot read the feedback log; serving the live model as it is")
 
     def _sync_in_background(self) -> None:

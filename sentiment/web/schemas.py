@@ -91,7 +91,8 @@ class FeedbackOut(BaseModel):
 class LagOut(BaseModel):
     p50: float | None
     p99: float | None
-    verdicts: int = Field(description="how many of the last 1,000 the figures describe")
+    verdicts: int = Field(description="how many verdicts (the last 10,000 at most) the "
+                                      "figures describe")
 
 
 class HealthOut(BaseModel):
