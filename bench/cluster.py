@@ -952,7 +952,7 @@ def machine_note(o: Outcome) -> str:
         "sending its next request as soon as the last is answered) and the prober: the "
         "cluster's CPU per request makes that about as much as these 2 cores serve. With 6 "
         "load threads the machine is saturated, a request's latency is mostly its wait for "
-        "a core, and the follow lag's p99 was 321 ms (docs/operations.md). The single "
+        "a core, and the slowest worker's follow lag p99 was 138 ms (docs/operations.md). The single "
         "host had the cores to itself (no PostgreSQL, Redis or prober). Both runs are timed "
         f"after {WARMUP:.0f} s of load (each worker vectorises the guard's holdout at its "
         "first verdict). Propagation is measured two ways. In the live model: each worker "
