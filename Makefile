@@ -80,8 +80,8 @@ axe: $(AXE) ## install axe-core (npm, pinned) into .tools/ for the accessibility
 test: $(VENV)/.dev $(VENV)/.deep browser services $(AXE) ## install the test tools, Keras, a browser, PostgreSQL, Redis and axe-core, run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.dev ## the quick tests (under a minute): no slow, browser or real-data test
-	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+test-fast: $(VENV)/.dev ## the quick tests (under a minute): SQLite only, no slow, browser or real-data test
+	$(PY) -m pytest -m "not slow and not browser and not postgresql" $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev ## ruff over everything, mypy over the package
 	$(VENV)/bin/ruff check .

@@ -271,6 +271,7 @@ def test_with_the_database_down_predictions_serve_and_verdicts_answer_503(
 
 
 # -- migrations ----------------------------------------------------------------------
+@pytest.mark.slow  # four `flask` processes
 @pytest.mark.both_backends
 def test_db_upgrade_and_status_from_the_command_line(tmp_path: Path, backend: str | None,
                                                      tiny_model_dir: Path) -> None:
