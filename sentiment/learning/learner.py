@@ -13,8 +13,10 @@ before it. Everything here keeps that true:
   current; if accuracy fell more than the margin, the rows since the last
   good version are quarantined (kept, flagged, not applied) and every process
   rebuilds from that version, because the log's generation changed;
-* several processes sharing the instance folder follow the same log, so they
-  converge on bit-identical models.
+* several processes sharing the instance folder, or several hosts sharing a
+  PostgreSQL log (whose versions then live in the database too), follow the
+  same log, so they converge on bit-identical models; a follower thread wakes
+  on the log's notifications to learn other hosts' verdicts with no request.
 
 Which verdicts are accepted is decided as each is committed
 (:mod:`sentiment.learning.trust`) and stored with it.
@@ -197,6 +199,7 @@ class Learner:
         lags = sorted(self._lags)
         if not lags:
             return {"p50": None, "p99": None, "verdicts": 0}
+
         def at(share: float) -> float:
             return round(1000 * lags[min(len(lags) - 1, int(share * len(lags)))], 1)
 

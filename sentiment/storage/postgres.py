@@ -117,8 +117,8 @@ class PostgresFeedbackLog(SQLFeedbackLog):
         super().__init__()
         self.url = url
         self._durable = durable
-        # check: a connection that died with its server (a restart) is replaced
-        # before a request gets it, rather than failing that request.
+        # check: a connection idle for a while, which may have died with its server
+        # (a restart), is tried before a request gets it (see _check_if_idle).
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
             check=_check_if_idle, timeout=CONNECT_TIMEOUT, num_workers=1,
