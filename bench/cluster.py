@@ -945,25 +945,26 @@ def event_lines(o: Outcome) -> list[str]:
 
 def machine_note(o: Outcome) -> str:
     cores = os.cpu_count() or 1
-    return (
-        f"Every process shares this machine's {cores} cores ({platform.machine()}): the "
-        f"{o.args.hosts} hosts ({o.args.workers} workers each, every worker learning every "
-        f"verdict), PostgreSQL (fsync on), Redis, the {o.args.clients} load threads (each "
-        "sending its next request as soon as the last is answered) and the prober: the "
-        "cluster's CPU per request makes that about as much as these 2 cores serve. With 6 "
-        "load threads the machine is saturated, a request's latency is mostly its wait for "
-        "a core, and the slowest worker's follow lag p99 was 138 ms (docs/operations.md). "
-        "The single host had the cores to itself (no PostgreSQL, Redis or prober). Both runs are timed "
-        f"after {WARMUP:.0f} s of load (each worker vectorises the guard's holdout at its "
-        "first verdict). Propagation is measured two ways. In the live model: each worker "
-        "reports in /api/health (follow_lag_ms) how long after its commit it learned each "
-        "verdict another process took, whether its follower (woken by NOTIFY) or a request "
-        "got there first; the slowest worker's p99 is the one checked. As a user sees it: a "
-        "probe counts from the 201 on host i to the first prediction on host j that comes "
-        "from a model holding the verdict (a prediction catches up with the log first, so "
-        "this is one prediction's latency on a loaded host)."
-        f" Times are seconds since the clock started; a killed host is SIGKILLed whole "
-        f"(arbiter and workers) and restarted {RESTART_AFTER:.0f} s later.")
+    return " ".join([
+        f"Every process shares this machine's {cores} cores ({platform.machine()}): the",
+        f"{o.args.hosts} hosts ({o.args.workers} workers each, every worker learning every",
+        f"verdict), PostgreSQL (fsync on), Redis, the {o.args.clients} load threads (each",
+        "sending its next request as soon as the last is answered) and the prober: the",
+        f"cluster's CPU per request makes that about as much as these {cores} cores serve.",
+        "With 6 load threads the machine is saturated, a request's latency is mostly its",
+        "wait for a core, and the slowest worker's follow lag p99 was 138 ms",
+        "(docs/operations.md). The single host had the cores to itself (no PostgreSQL,",
+        f"Redis or prober). Both runs are timed after {WARMUP:.0f} s of load (each worker",
+        "vectorises the guard's holdout at its first verdict). Propagation is measured two",
+        "ways. In the live model: each worker reports in /api/health (follow_lag_ms) how",
+        "long after its commit it learned each verdict another process took, whether its",
+        "follower (woken by NOTIFY) or a request got there first; the slowest worker's p99",
+        "is the one checked. As a user sees it: a probe counts from the 201 on host i to",
+        "the first prediction on host j that comes from a model holding the verdict (a",
+        "prediction catches up with the log first, so this is one prediction's latency on",
+        "a loaded host). Times are seconds since the clock started; a killed host is",
+        f"SIGKILLed whole (arbiter and workers) and restarted {RESTART_AFTER:.0f} s later.",
+    ])
 
 
 def notes(o: Outcome) -> list[str]:
