@@ -465,3 +465,31 @@ def test_building_an_app_starts_no_thread_and_close_stops_every_one(make_app):
     learner.feedback.close()
     assert set(threading.enumerate()) == before
 
+
+
+def test_follow_lag_counts_other_processes_verdicts_but_not_what_an_outage_held(
+        make_app, monkeypatch) -> None:
+    """/api/health's follow_lag_ms: how long after their commit a process learned the
+    verdicts another took; its own are not counted, nor those committed while it could
+    not read the log (the outage's wait, not the following's)."""
+    from sentiment.storage.log import LogUnavailable
+
+    a, b = make_app(**QUIET), make_app(**QUIET)  # two processes on one log
+    la, lb = a.extensions["learner"], b.extensions["learner"]
+    honest(la, 2, seed=1)
+    lb.sync()
+    assert lb.follow_lag()["verdicts"] == 2 and la.follow_lag()["verdicts"] == 0
+
+    def out_of_reach(checkpoint_here: bool) -> None:
+        raise LogUnavailable("down")
+
+    monkeypatch.setattr(lb, "_sync", out_of_reach)
+    lb.sync()  # serves on; the log is lost to it
+    monkeypatch.undo()
+    honest(la, 3, seed=2)  # committed before b reads the log again
+    lb.sync()
+    assert lb.applied_id == la.applied_id and lb.follow_lag()["verdicts"] == 2
+    honest(la, 1, seed=3)  # followed again
+    lb.sync()
+    lag = lb.follow_lag()
+    assert lag["verdicts"] == 3 and 0 <= lag["p50"] <= lag["p99"]

@@ -1,6 +1,6 @@
 """``sentiment ...``: the operator commands as an installed console script.
 
-The same commands as ``flask --app app ...`` (``model``, ``feedback``, plus
+The same commands as ``flask --app app ...`` (``model``, ``feedback``, ``db``, plus
 Flask's ``routes`` and ``shell``), for a shell that has not activated the
 virtual environment: ``.venv/bin/sentiment model list``.
 """
