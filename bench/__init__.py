@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from importlib import metadata
@@ -28,6 +29,19 @@ def versions_line(versions: dict[str, str] | None = None) -> str:
     """``versions`` (default: :func:`library_versions`) as the line each benchmark prints first."""
     versions = versions or library_versions()
     return "measured with " + ", ".join(f"{name} {v}" for name, v in versions.items())
+
+
+def add_archive_argument(parser: argparse.ArgumentParser) -> None:
+    """``--archive``, which :func:`archive_or_none` resolves."""
+    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
+                                          "download)")
+
+
+def add_sentence_sets_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data``: the labelled sentence files a learning benchmark reads
+    (:mod:`bench.labelled`)."""
+    parser.add_argument("--data", type=Path, nargs="*", default=None,
+                        help="text<TAB>label files (default: the shared sentence sets)")
 
 
 def archive_or_none(given: str | None) -> Path | None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench import archive_or_none, command_line, versions_line
+from bench import add_archive_argument, archive_or_none, command_line, versions_line
 from bench.labelled import SENTENCES, read_labelled, set_name
 from train.data import stream_rows
 
@@ -265,8 +265,7 @@ Training commands (relative to the repository):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.architectures",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
-                                          "download)")
+    add_archive_argument(parser)
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--sentences", type=Path, default=SENTENCES,
                         help="folder of NAME_labelled.txt files (sentence<TAB>label)")

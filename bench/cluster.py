@@ -62,7 +62,14 @@ import psycopg
 from bench import command_line, versions_line
 from bench.reviews import make_review
 from bench.services import PostgresCluster, RedisServer, binaries, free_port
-from bench.serving import ROOT, Client, Server, own_cpu_seconds
+from bench.serving import (
+    ROOT,
+    Client,
+    Server,
+    cpu_seconds_of,
+    own_cpu_seconds,
+    process_tree,
+)
 from sentiment.storage.postgres import CONNECT_TIMEOUT, OUTAGE_BACKOFF
 
 KILLS = (0.25, 0.50)  # when host 1, then host 2, get SIGKILL (share of --seconds)
@@ -466,9 +473,8 @@ class CpuMeter:
 
 def _tree_cpu(pid: int) -> float:
     try:
-        parent = psutil.Process(pid)
-        return sum(sum(p.cpu_times()[:2]) for p in [parent, *parent.children(recursive=True)])
-    except psutil.NoSuchProcess:
+        return cpu_seconds_of(process_tree(pid))
+    except psutil.NoSuchProcess:  # a host killed meanwhile
         return 0.0
 
 

@@ -45,7 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import archive_or_none, command_line, versions_line
+from bench import (
+    add_archive_argument,
+    add_sentence_sets_argument,
+    archive_or_none,
+    command_line,
+    versions_line,
+)
 from bench.labelled import SENTENCES, read_labelled, set_name
 from bench.serving import Server
 from sentiment.learning.trust import TRUST_REASONS
@@ -242,10 +248,8 @@ def points(pair: tuple[float, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loop",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, nargs="*", default=None,
-                        help="text<TAB>label files (default: the shared sentence sets)")
-    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
-                                          "download)")
+    add_sentence_sets_argument(parser)
+    add_archive_argument(parser)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--no-mixed", action="store_true", help="skip the mixed-domains run")
     parser.add_argument("--report", type=Path, default=ROOT / "reports" / "loop.md")

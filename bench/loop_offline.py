@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import archive_or_none, versions_line
+from bench import add_archive_argument, add_sentence_sets_argument, archive_or_none, versions_line
 from bench.labelled import SENTENCES
 from bench.loop import CLIENTS, DECOYS, LIARS_SHARE, LabelledSet, imdb_sample, read_set
 from sentiment.learning.trust import TrustPolicy
@@ -141,10 +141,8 @@ def snippets(archive: Path, imdb: list[tuple[str, int]], n: int = 3_000) -> Labe
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loop_offline",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, nargs="*", default=None,
-                        help="text<TAB>label files (default: the shared sentence sets)")
-    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
-                                          "download)")
+    add_sentence_sets_argument(parser)
+    add_archive_argument(parser)
     parser.add_argument("--snippets", action="store_true",
                         help="also 3,000 official test reviews cut to 200 characters")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import archive_or_none, library_versions, versions_line
+from bench import add_archive_argument, archive_or_none, library_versions, versions_line
 from train.data import minibatches, stream_docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.model", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else download)")
+    add_archive_argument(parser)
     parser.add_argument(
         "--copies", type=int, default=4, help="corpus replication for the memory check"
     )

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import archive_or_none, command_line, versions_line
+from bench import add_archive_argument, archive_or_none, command_line, versions_line
 from bench.architectures import TreeMemory
 from train.data import iter_archive
 
@@ -317,8 +317,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.peers",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
-                                          "download)")
+    add_archive_argument(parser)
     parser.add_argument("--only", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
                         help="systems to run (default: all)")
     parser.add_argument("--single", type=int, default=SINGLE, help="single predictions timed")

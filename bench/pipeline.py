@@ -21,7 +21,7 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import archive_or_none, versions_line
+from bench import add_archive_argument, archive_or_none, versions_line
 from bench.serving import REVIEW
 from train.data import iter_archive
 
@@ -83,9 +83,11 @@ def page_ms(blocks: int = 7, per_block: int = 300) -> float:
 
 def batch(archive: Path, n: int, rounds: int = 3) -> dict[str, float]:
     """Batch predictions: reviews/s on ``n`` test reviews from one process and from one
-    per usable core (``predict(workers=N)``), best of ``rounds`` alternating; and the
-    peak-memory growth of predicting the whole test split in this process."""
-    from sentiment.models.linear import SentimentModel
+    per usable core (``predict(workers=N)``), best of ``rounds`` alternating; vectorising
+    them 8 reviews per call (the request paths') against ``BATCH_CHUNK`` (``predict``'s),
+    alternating too; and the peak-memory growth of predicting the whole test split in
+    this process."""
+    from sentiment.models.linear import BATCH_CHUNK, SentimentModel
     from sentiment.serving.process import usable_cores
     from sentiment.text.vectorizer import PKL_DIR
 
@@ -100,18 +102,26 @@ def batch(archive: Path, n: int, rounds: int = 3) -> dict[str, float]:
             started = time.perf_counter()
             model.predict(sample, workers=workers)
             times.append(len(sample) / (time.perf_counter() - started))
+    vectorised: dict[int, list[float]] = {8: [], BATCH_CHUNK: []}
+    for _ in range(rounds):
+        for chunk, times in vectorised.items():
+            started = time.perf_counter()
+            model.transform(sample, chunk=chunk)
+            times.append(len(sample) / (time.perf_counter() - started))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model.predict(texts)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"reviews_per_s": max(one), "reviews_per_s_all_cores": max(many),
-            "cores": cores, "peak_growth_mb": after - before, "reviews": len(texts)}
+            "cores": cores, "vectorised_per_s_by_8": max(vectorised[8]),
+            "batch_chunk": BATCH_CHUNK, "vectorised_per_s_by_batch_chunk":
+                max(vectorised[BATCH_CHUNK]),
+            "peak_growth_mb": after - before, "reviews": len(texts)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", help="aclImdb archive (else $ACLIMDB_ARCHIVE, else "
-                                          "download)")
+    add_archive_argument(parser)
     parser.add_argument("--n", type=int, default=3_000, help="test reviews timed in batch")
     args = parser.parse_args(argv)
     archive = archive_or_none(args.archive)
@@ -129,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{figures['reviews_per_s_all_cores'] / figures['reviews_per_s']:.2f}x); predicting "
           f"all {figures['reviews']:,} in one process raised the peak RSS by "
           f"{figures['peak_growth_mb']:.0f} MB")
+    print(f"vectorising them, best of 3 alternating: {figures['vectorised_per_s_by_8']:,.0f} "
+          f"reviews/s 8 per call (the request paths'), "
+          f"{figures['vectorised_per_s_by_batch_chunk']:,.0f} "
+          f"{figures['batch_chunk']:.0f} per call (predict's)")
     return 0
 
 

@@ -179,8 +179,7 @@ class Server:
         raise RuntimeError(f"{self.label} did not answer in time")
 
     def processes(self) -> list[psutil.Process]:
-        parent = psutil.Process(self.proc.pid)
-        return [parent, *parent.children(recursive=True)]
+        return process_tree(self.proc.pid)
 
     def rss_mb(self) -> float:
         """Resident memory summed over the app's processes (shared pages counted in each)."""
@@ -200,7 +199,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the app's processes so far."""
-        return sum(sum(p.cpu_times()[:2]) for p in self.processes())
+        return cpu_seconds_of(self.processes())
 
     def stop(self) -> None:
         """TERM, then wait past gunicorn's grace period: a worker finishing a checkpoint
@@ -288,6 +287,17 @@ class LoadResult:
             "server_cpu_ms": self.server_cpu_s / max(self.requests, 1) * 1000,
             "client_cpu_ms": self.client_cpu_s / max(self.requests, 1) * 1000,
         }
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and every process under it."""
+    parent = psutil.Process(pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def cpu_seconds_of(processes: list[psutil.Process]) -> float:
+    """User + system CPU time the processes have spent so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def own_cpu_seconds() -> float:

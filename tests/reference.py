@@ -20,6 +20,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,25 +69,30 @@ def execute(source: Source, sql: str, args: tuple[Any, ...] = ()) -> None:
     db.close()
 
 
-def version_files(source: Source, models: Path) -> Any:
+@contextmanager
+def version_files(source: Source, models: Path) -> Iterator[Any]:
     """The model versions' files of a log, as another process sees them: the database's
-    (PostgreSQL), else the models folder's. Close with ``.close()`` when done."""
+    (PostgreSQL, on connections of its own, closed on the way out), else the models
+    folder's."""
     from sentiment.learning.versions import FolderFiles
     from sentiment.storage.postgres import PostgresFeedbackLog
 
-    if isinstance(source, str):
-        log = PostgresFeedbackLog(source, pool_size=2)
-        files = log.version_files()
-        files.close = log.close  # type: ignore[attr-defined]
-        return files
-    files = FolderFiles(models)
-    files.close = lambda: None  # type: ignore[attr-defined]
-    return files
+    if not isinstance(source, str):
+        yield FolderFiles(models)
+        return
+    log = PostgresFeedbackLog(source, pool_size=2)
+    try:
+        yield log.version_files()
+    finally:
+        log.close()
 
 
-def other_process_versions_lock(app: Any) -> Any:
-    """The lock a checkpoint holds, as another process (or host) would take it."""
-    return version_files(log_of(app), app.extensions["learner"].store.folder).lock
+@contextmanager
+def other_process_versions_lock(app: Any) -> Iterator[None]:
+    """Hold the lock a checkpoint holds, as another process (or host) would take it."""
+    with version_files(log_of(app), app.extensions["learner"].store.folder) as files, \
+            files.lock:
+        yield
 
 
 def accepted_rows(source: Source) -> list[tuple[int, str, int]]:

@@ -249,29 +249,30 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog, backend):
     # one's manifest garbled. Each is skipped with a log line, for its parent.
     from app import create_app
 
-    files = version_files(db, instance / "models")
-    caplog.set_level(logging.WARNING, logger="versions")
-    for damage in (None, "truncate npz", "garbage json"):
-        current = files.read("CURRENT").decode().strip()
-        if damage == "truncate npz":
-            data = files.read(f"{current}.npz")
-            files.write(f"{current}.npz", data[: len(data) // 3])
-        elif damage == "garbage json":
-            current = json.loads(files.read(f"{current}.json"))["parent"]
-            files.write("CURRENT", (current + "\n").encode())  # as if never newer
-            files.write(f"{current}.json", b"{ this is not json")
-        caplog.clear()
-        app = create_app({"INSTANCE_PATH": str(instance), "MODEL_DIR": str(tiny_model_dir),
-                          "BACKGROUND_CHECKPOINTS": False, "DATABASE_URL": backend})
-        learner = app.extensions["learner"]
-        try:
-            assert learner.model.state().equals(reference_state(tiny_model_dir, db))
-            assert learner.model.state().equals(learner.rebuild().state())
-            if damage:
-                assert f"skipping model version {current}" in caplog.text, caplog.text
-                assert learner.version.name < current
-        finally:
-            learner.feedback.close()
+    with version_files(db, instance / "models") as files:
+        caplog.set_level(logging.WARNING, logger="versions")
+        for damage in (None, "truncate npz", "garbage json"):
+            current = files.read("CURRENT").decode().strip()
+            if damage == "truncate npz":
+                data = files.read(f"{current}.npz")
+                files.write(f"{current}.npz", data[: len(data) // 3])
+            elif damage == "garbage json":
+                current = json.loads(files.read(f"{current}.json"))["parent"]
+                files.write("CURRENT", (current + "\n").encode())  # as if never newer
+                files.write(f"{current}.json", b"{ this is not json")
+            caplog.clear()
+            app = create_app({"INSTANCE_PATH": str(instance), "MODEL_DIR": str(tiny_model_dir),
+                              "BACKGROUND_CHECKPOINTS": False, "DATABASE_URL": backend})
+            learner = app.extensions["learner"]
+            try:
+                assert learner.model.state().equals(reference_state(tiny_model_dir, db))
+                assert learner.model.state().equals(learner.rebuild().state())
+                if damage:
+                    assert f"skipping model version {current}" in caplog.text, caplog.text
+                    assert learner.version.name < current
+            finally:
+                learner.feedback.close()
+        versions = sorted(files.names(".json"))
     print(f"\nkills (what, when, verdicts sent, acknowledged so far): {report}")
 
     # Every acknowledged verdict is in the log, for the prediction it was given on.
@@ -282,8 +283,6 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog, backend):
     missing = {i: p for i, p in acked.items() if stored.get(i) != p}
     assert not missing, f"acknowledged verdicts lost: {missing}"
     assert len(acked) >= 30, report
-    versions = sorted(files.names(".json"))
-    files.close()
     assert len(versions) >= 3, versions
 
 

@@ -338,8 +338,7 @@ def test_verdicts_commit_and_learn_while_a_checkpoint_scores_and_writes(
 def test_a_due_checkpoint_gives_way_to_one_in_progress(make_app, tiny_model_dir):
     app = make_app(**{**QUIET, "CHECKPOINT_EVERY": 2})
     learner = app.extensions["learner"]
-    other = other_process_versions_lock(app)  # another process checkpointing
-    with other:
+    with other_process_versions_lock(app):  # another process checkpointing
         done = in_thread(lambda: honest(learner, 3, seed=9))
         assert "result" in done  # answered, not queued behind the other checkpoint
         assert learner.version.name == "base" and learner.status()["unsaved_verdicts"] == 3

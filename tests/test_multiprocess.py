@@ -99,9 +99,8 @@ def test_four_processes_converge(tmp_path, tiny_model_dir, backend):
         assert {r[0] for r in query(db, "SELECT id FROM feedback")} == set(acked)
         [(quarantined,)] = query(db, "SELECT COUNT(*) FROM feedback"
                                      " WHERE status = 'quarantined'")
-        files = version_files(db, instance / "models")
-        versions = sorted(files.names(".json"))
-        files.close()
+        with version_files(db, instance / "models") as files:
+            versions = sorted(files.names(".json"))
         assert len(versions) >= 3, versions
         print(f"\n{len(acked)} verdicts, {quarantined} quarantined, {len(versions)} versions")
 

@@ -313,8 +313,8 @@ def test_a_migration_not_safe_on_start_stops_the_app_until_db_upgrade(tmp_path: 
     SQLiteFeedbackLog(path, migrations=(*MIGRATIONS, rewrite)).close()  # starts now
 
 
-def test_an_unreachable_database_stops_the_start_with_a_readable_error(
-        make_app, postgres_cluster) -> None:
+@pytest.mark.postgresql  # the PostgreSQL backend's start (no cluster needed: none answers)
+def test_an_unreachable_database_stops_the_start_with_a_readable_error(make_app) -> None:
     from sentiment.web.factory import StartupError
 
     with pytest.raises(StartupError, match="cannot use the feedback log") as info:

@@ -603,12 +603,12 @@ class Learner:
                 "unsaved_verdicts": self._unsaved,
                 "base": self.base.base_id,
                 "preset": self.base.manifest.get("preset"),
-                "follow_lag_ms": self.follow_lag(),
             }
         if state is not None:
             digest = state.digest()
             self._digest = (key, digest)
-        return {"model_digest": digest, **status}
+        # Sorted outside the lock, which learning needs (copying the deque holds the GIL).
+        return {"model_digest": digest, **status, "follow_lag_ms": self.follow_lag()}
 
 
 __all__ = ["BASE", "GuardResult", "Learner", "LearnerConfig"]

@@ -8,8 +8,6 @@ from sentiment.storage.log import FeedbackLog, LogUnavailable
 from sentiment.storage.sql import SQLFeedbackLog
 from sentiment.storage.sqlite import SQLiteFeedbackLog
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
 
 def open_log(url: str | None, path: Path, durable: bool = True, connections: int = 8,
              upgrade: bool = True) -> SQLFeedbackLog:
@@ -28,5 +26,5 @@ def open_log(url: str | None, path: Path, durable: bool = True, connections: int
     return SQLiteFeedbackLog(path, durable=durable, upgrade=upgrade)
 
 
-__all__ = ["POSTGRES_SCHEMES", "FeedbackLog", "LogUnavailable", "SQLFeedbackLog",
+__all__ = ["FeedbackLog", "LogUnavailable", "SQLFeedbackLog",
            "SQLiteFeedbackLog", "open_log"]

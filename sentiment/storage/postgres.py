@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -66,15 +67,15 @@ CHECK_AFTER_IDLE = 1.0
 OUTAGE_BACKOFF = 1.0
 
 
-# When each pooled connection was last given back (by id(): psycopg's connections
-# take no new attributes). A connection the pool drops leaves a stale entry, which
-# at worst makes a later connection with the same id skip one check.
-_LAST_USED: dict[int, float] = {}
+# When each pooled connection was last given back (psycopg's connections take no
+# new attributes); an entry goes with its connection.
+_LAST_USED: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = \
+    weakref.WeakKeyDictionary()
 
 
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
     """The pool's check, made only on a connection idle for :data:`CHECK_AFTER_IDLE`."""
-    if time.monotonic() - _LAST_USED.get(id(conn), 0.0) >= CHECK_AFTER_IDLE:
+    if time.monotonic() - _LAST_USED.get(conn, 0.0) >= CHECK_AFTER_IDLE:
         ConnectionPool.check_connection(conn)
 
 
@@ -148,9 +149,7 @@ class PostgresFeedbackLog(SQLFeedbackLog):
                 try:
                     yield conn
                 finally:
-                    if len(_LAST_USED) > 1000:  # ids of connections long dropped
-                        _LAST_USED.clear()
-                    _LAST_USED[id(conn)] = time.monotonic()
+                    _LAST_USED[conn] = time.monotonic()
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._down_until = time.monotonic() + OUTAGE_BACKOFF
             log.warning("the feedback log at %s is out of reach: %s", self.where, exc)
