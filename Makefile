@@ -22,12 +22,15 @@ help: ## list the targets
 		awk -F':.*## ' '{printf "make %-14s %s\n", $$1, $$2}'
 
 # The runtime: pinned requirements, then this project's package (editable, so
-# that the checkout's code is what runs) with its console script `sentiment`.
+# that the checkout's code is what runs) with its console script `sentiment`;
+# then the committed model vectorises a review once, which compiles the text
+# kernels into numba's on-disk cache (a few seconds, once per install).
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "from sentiment.text.vectorizer import compile_kernels; compile_kernels()"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-bench.txt

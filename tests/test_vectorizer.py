@@ -18,7 +18,7 @@ from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
-from sentiment.text.ngrams import TokenHashes, WordNGrams
+from sentiment.text.ngrams import WordNGrams
 from sentiment.text.spec import ColumnMap, VectorizerSpec
 from sentiment.text.tokenizer import (
     PUNCTUATION,
@@ -213,10 +213,12 @@ def reference_bucket(gram: str, n_buckets: int) -> int:
     return fmix64((key + len(tokens)) & mask) % n_buckets
 
 
+@pytest.mark.parametrize("stopwords", [[], ["the", "a"]], ids=["text kernel", "token path"])
 @pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (2, 3), (1, 3)])
-def test_mixed_hashing_sets_each_reviews_n_gram_buckets(ngram_range: tuple[int, int]) -> None:
+def test_mixed_hashing_sets_each_reviews_n_gram_buckets(ngram_range: tuple[int, int],
+                                                        stopwords: list[str]) -> None:
     spec = replace(MIXED, ngram_range=ngram_range)
-    vect = ReviewVectorizer(spec, ["the", "a"])
+    vect = ReviewVectorizer(spec, stopwords)
     docs = [t for t, _ in make_reviews(40)] + AWKWARD
     X = vect.raw_counts(docs)
     assert X.shape == (len(docs), spec.n_features) and X.dtype == np.float32
@@ -242,13 +244,6 @@ def test_mixed_hashing_tells_n_grams_of_the_same_tokens_apart() -> None:
     grams = vect.grams(tokens)
     columns = vect.gram_columns(tokens)
     assert len(set(columns.tolist())) == len(set(grams)) == 12
-
-
-def test_token_hashes_are_remembered_up_to_their_limit() -> None:
-    table = TokenHashes(limit=3)
-    words = ["good", "bad", "film", "plot", "good"]
-    assert [table[w] for w in words] == [murmurhash3_32(w, 0, True) for w in words]
-    assert list(table) == ["good", "bad", "film"]
 
 
 @pytest.mark.parametrize("change", [{"binary": False}, {"alternate_sign": True},

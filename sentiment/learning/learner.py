@@ -143,10 +143,11 @@ class Learner:
         # follow_lag); the ids this process committed itself are left out.
         self._lags: deque[float] = deque(maxlen=10_000)
         self._committed_here: set[int] = set()
-        # While the log is out of reach nothing can follow it: verdicts committed
-        # before it was back are waited for by the outage, not by following.
+        # While the log is out of reach nothing can follow it: the verdicts the
+        # first sync after it is back catches up on were waited for by the
+        # outage, not by following. (By sync, not by clock: ``created`` is cut
+        # to the millisecond, too coarse to tell them from the next ones.)
         self._log_lost = False
-        self._lags_from = 0.0  # wall time: verdicts created earlier are not counted
         self._published_checked = 0.0
         # (model it describes: generation, version, last verdict applied; sha256): see status()
         self._digest: tuple[tuple[()] | tuple[int, str, int], str] = ((), "")
@@ -185,8 +186,7 @@ class Learner:
                 if verdict.id in mine or not verdict.created:
                     continue
                 committed = dt.datetime.fromisoformat(verdict.created).timestamp()
-                if committed >= self._lags_from:
-                    self._lags.append(now - committed)
+                self._lags.append(now - committed)
             # Learned in id order: an id of ours at or below the last one learned is
             # learned, or held (never to be): either way done with.
             self._committed_here = {i for i in mine if i > learned[-1].id}
@@ -195,7 +195,7 @@ class Learner:
         """p50 and p99, in ms, of how long after their commit this process learned the
         last 10,000 verdicts taken by other processes (and hosts) while it followed the
         log: not those it replayed when it started or rebuilt, nor those an outage of
-        the log's database kept from it (committed before it could read the log again)."""
+        the log's database kept from it (what its first sync after the outage read)."""
         lags = sorted(self._lags)
         if not lags:
             return {"p50": None, "p99": None, "verdicts": 0}
@@ -215,8 +215,6 @@ class Learner:
         model that takes seconds, and no request should wait for it.
         """
         try:
-            if self._log_lost:
-                self._lags_from = time.time()  # (see _note_lags)
             self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
             self._log_lost = False
         except LogUnavailable:
@@ -239,7 +237,8 @@ class Learner:
             if generation != self.generation:
                 self._reload()
             else:
-                self._apply(self.feedback.accepted_after(self.applied_id))
+                self._apply(self.feedback.accepted_after(self.applied_id),
+                            following=not self._log_lost)
                 # Every row <= head_id was committed before the read above (ids are
                 # handed out in commit order), so it is applied unless not accepted.
                 self._head_seen = max(self._head_seen, head_id)

@@ -5,16 +5,17 @@ the faster token-mixing hasher of the default model.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Sequence
-from typing import Protocol, cast
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
+from sentiment.text import kernels
 from sentiment.text.spec import ColumnMap, VectorizerSpec
+from sentiment.text.tokenizer import PUNCTUATION_MARKS
 
 
 class WordNGrams:
@@ -100,61 +101,15 @@ class StringNGramHasher:
         return np.fromiter((abs(murmurhash3_32(g, 0)) % n for g in grams), np.int64, len(grams))
 
 
-# MurmurHash3's 64-bit finaliser, and the odd multiplier (2**64 over the
-# golden ratio) that chains a token into the key of the n-gram before it.
-_FMIX_1 = np.uint64(0xFF51AFD7ED558CCD)
-_FMIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
-_FMIX_SHIFT = np.uint64(33)
-_CHAIN = np.uint64(0x9E3779B97F4A7C15)
-_ROW_SHIFT = np.uint64(32)
-_LOW_32 = np.uint64(0xFFFFFFFF)
-
-
-def _fmix64(keys: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser, in place: each input bit flips about half the output."""
-    keys ^= keys >> _FMIX_SHIFT
-    keys *= _FMIX_1
-    keys ^= keys >> _FMIX_SHIFT
-    keys *= _FMIX_2
-    keys ^= keys >> _FMIX_SHIFT
-    return keys
-
-
-class TokenHashes(dict[str, int]):
-    """token -> its unsigned 32-bit MurmurHash3, remembered for the first ``limit`` tokens.
-
-    Reviews repeat a few thousand words, so a look-up (about 95 ns a token)
-    replaces most calls to MurmurHash3 (about 245 ns, with the UTF-8
-    encoding each makes). The limit bounds what made-up words can cost a
-    server: about 17 MB at 2**17, which the 75,117 distinct tokens of the
-    train split fit.
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __missing__(self, token: str) -> int:
-        value = cast(int, murmurhash3_32(token, 0, True))  # sklearn is untyped
-        if len(self) < self.limit:
-            self[token] = value
-        return value
-
-
-TOKEN_HASHES = TokenHashes(2**17)
-
-
 class MixedNGramHasher:
     """Token lists -> binary rows of n-gram buckets, no n-gram ever spelt out.
 
-    Each token is hashed once (:data:`TOKEN_HASHES`); an n-gram's key chains
-    its tokens' hashes, ``k = fmix64(k * C + next)``, and its bucket is
-    ``fmix64(k + n) % n_buckets`` for an n-gram of n tokens. All of it runs in
-    numpy over a whole batch, and the rows come out canonical from one sort.
-    Tokenizing aside, a review takes about 0.08 ms in a batch against 0.35 ms
-    for building, encoding and hashing its n-gram strings, and 0.2 ms alone
-    against 0.37 ms. The buckets are as uniform: the same share of a
-    review's n-grams collide.
+    Each token is hashed once with MurmurHash3; an n-gram's key chains its
+    tokens' hashes, ``k = fmix64(k * C + next)``, and its bucket is
+    ``fmix64(k + n) % n_buckets`` for an n-gram of n tokens. The buckets are
+    as uniform as those of hashing the n-gram strings: the same share of a
+    review's n-grams collide. All of it runs compiled
+    (:mod:`sentiment.text.kernels`), over the UTF-8 bytes of a whole batch.
     """
 
     def __init__(self, spec: VectorizerSpec, n_buckets: int) -> None:
@@ -165,63 +120,61 @@ class MixedNGramHasher:
         self.ngram_range = tuple(spec.ngram_range)
         self.dtype = np.dtype(spec.dtype)
 
-    def _bucket(self, keys: np.ndarray, n: int) -> np.ndarray:
-        return _fmix64(keys + np.uint64(n)) % np.uint64(self.n_buckets)
-
-    def _keys(self, hashes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """(n, the key of the n-gram starting at each token) for each n of the range.
-
-        Over a batch, the last n - 1 keys of a review run into the next one:
-        the caller drops them.
-        """
-        low, high = self.ngram_range
-        keys = hashes
-        for n in range(1, high + 1):
-            if n > 1:
-                keys = _fmix64(keys[:-1] * _CHAIN + hashes[n - 1:])
-            if n >= low:
-                yield n, keys
-
     def rows(self, token_lists: Sequence[list[str]],
              columns: ColumnMap | None = None) -> sp.csr_matrix:
-        """Rows over the buckets, or over the columns of ``columns``: each bucket is
-        mapped before the one sort, so no bucket row is built (0.48 against
-        0.60 ms to vectorise a review of 1,300 characters)."""
-        n_docs = len(token_lists)
-        lengths = np.fromiter(map(len, token_lists), np.int64, n_docs)
-        total = int(lengths.sum())
-        tokens = np.fromiter(map(TOKEN_HASHES.__getitem__, itertools.chain.from_iterable(
-            token_lists)), np.uint64, total)
-        row = np.repeat(np.arange(n_docs, dtype=np.uint64) << _ROW_SHIFT, lengths)
-        left = np.repeat(np.cumsum(lengths), lengths) - np.arange(total)  # tokens to its end
-        bucket_parts: list[np.ndarray] = []
-        row_parts: list[np.ndarray] = []
-        for n, keys in self._keys(tokens):
-            whole = left[:len(keys)] >= n  # the n-gram ends inside its review
-            bucket_parts.append(self._bucket(keys[whole], n))
-            row_parts.append(row[:len(keys)][whole])
-        buckets = np.concatenate(bucket_parts)
-        if columns is not None:
-            buckets = columns(buckets).astype(np.uint64)
-        # Row then bucket in one key: sorted and deduplicated, they are the
-        # CSR rows, canonical. (np.unique took 35 times as long here.)
-        keys = np.sort(buckets | np.concatenate(row_parts))
-        distinct = np.ones(len(keys), dtype=bool)
-        np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
-        keys = keys[distinct]
-        indptr = np.zeros(n_docs + 1, dtype=np.int32)
-        np.cumsum(np.bincount((keys >> _ROW_SHIFT).astype(np.intp), minlength=n_docs),
-                  out=indptr[1:])
+        """Rows over the buckets, or over the columns of ``columns``.
+
+        The tokens are joined by spaces and split again in compiled code:
+        a token never holds whitespace (every tokenizer splits on it).
+        """
+        return self._rows([" ".join(tokens) for tokens in token_lists], _JOINED_TOKENS,
+                          columns)
+
+    def rows_of_texts(self, texts: Sequence[str],
+                      columns: ColumnMap | None = None) -> sp.csr_matrix:
+        """:meth:`rows` of texts as :func:`~sentiment.text.tokenizer.plain_text` leaves
+        them, split in compiled code the way a tokenizer that
+        :attr:`~sentiment.text.tokenizer.Tokenizer.splits_plainly` splits them:
+        no Python string per token."""
+        return self._rows(texts, _PLAIN_TEXT, columns)
+
+    def _rows(self, texts: Sequence[str], classes: tuple[np.ndarray, np.ndarray, np.ndarray],
+              columns: ColumnMap | None) -> sp.csr_matrix:
+        encoded = [text.encode() for text in texts]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        low, high = self.ngram_range
+        tables = columns.tables if columns is not None else _NO_COLUMNS
+        keys = kernels.row_column_keys(data, offsets, *classes, low, high, self.n_buckets,
+                                       *tables)
+        # Row then column in one key: numpy's sort (several times a compiled
+        # quicksort's speed), then one pass drops repeats and counts each row.
+        keys.sort()
+        indices, indptr = kernels.csr_of_sorted_keys(keys, len(texts))
         width = self.n_buckets if columns is None else columns.n_columns
-        return sp.csr_matrix((np.ones(len(keys), dtype=self.dtype),
-                              (keys & _LOW_32).astype(np.int32), indptr), shape=(n_docs, width))
+        return sp.csr_matrix((np.ones(len(indices), dtype=self.dtype), indices, indptr),
+                             shape=(len(texts), width))
 
     def gram_buckets(self, tokens: list[str]) -> np.ndarray:
         """The bucket of each n-gram of a review, in :class:`WordNGrams` order, as
         :meth:`rows` places it."""
-        hashes = np.fromiter(map(TOKEN_HASHES.__getitem__, tokens), np.uint64, len(tokens))
-        parts = [self._bucket(keys, n) for n, keys in self._keys(hashes)]
-        return np.concatenate(parts).astype(np.int64)
+        data = np.frombuffer(" ".join(tokens).encode(), dtype=np.uint8)
+        hashes = np.empty(len(data), dtype=np.uint64)
+        count = kernels.token_hashes(data, 0, len(data), *_JOINED_TOKENS, hashes)
+        low, high = self.ngram_range
+        buckets = np.empty(count * (high - low + 1), dtype=np.uint64)
+        count = kernels.gram_buckets(hashes[:count], low, high, self.n_buckets,
+                                     np.empty(count, dtype=np.uint64), buckets)
+        return buckets[:count].astype(np.int64)
+
+
+# The compiled splitter's character classes: for tokens joined by spaces, and
+# for a tokenizer's plain text, where each punctuation mark is a token.
+_JOINED_TOKENS = kernels.character_classes("")
+_PLAIN_TEXT = kernels.character_classes(PUNCTUATION_MARKS)
+# What the kernels take for "no column map": the buckets are the columns.
+_NO_COLUMNS = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), 0, 1)
 
 
 NGRAM_HASHERS: dict[str, type[NGramHasher]] = {

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from sentiment.text import kernels
+
 
 @dataclass(frozen=True)
 class VectorizerSpec:
@@ -109,16 +111,16 @@ class ColumnMap:
     def digest(self) -> bytes:
         return hashlib.sha256(self.kept.astype("<i8").tobytes()).digest()
 
+    @property
+    def tables(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """What the compiled code maps buckets with: the bitmap's words, the kept
+        buckets before each word, how many are kept, how many columns in all."""
+        return self._words, self._rank, self.n_kept, self.n_columns
+
     def __call__(self, buckets: np.ndarray) -> np.ndarray:
         """The column of each bucket (int32, same shape)."""
         buckets = np.asarray(buckets, dtype=np.int64)
-        word_of = buckets >> 6
-        words = self._words[word_of]
-        bit = (buckets & 63).astype(np.uint64)
-        below = words & ((np.uint64(1) << bit) - np.uint64(1))
-        rank = self._rank[word_of] + np.bitwise_count(below)
-        spare = self.n_kept + buckets % (self.n_columns - self.n_kept)
-        return np.where((words >> bit) & np.uint64(1), rank, spare).astype(np.int32)
+        return kernels.columns_of(buckets.ravel(), *self.tables).reshape(buckets.shape)
 
     def map_rows(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Binary rows over the buckets -> over the columns, canonical."""

@@ -41,6 +41,12 @@ def without_negations(stopwords: Iterable[str]) -> list[str]:
     return sorted(words - negations)
 
 
+def plain_text(text: str) -> str:
+    """The review with its HTML tags blanked, lowercased: what a tokenizer with
+    ``punctuation`` splits into tokens."""
+    return HTML_TAG.sub(" ", text).lower()
+
+
 def has_words(text: str) -> bool:
     """Whether the review has a letter or digit outside its HTML tags."""
     return WORD_CHARACTER.search(HTML_TAG.sub(" ", text)) is not None
@@ -79,6 +85,14 @@ class Tokenizer:
             from nltk.stem.porter import PorterStemmer
 
             self._stemmer = PorterStemmer()
+
+    @property
+    def splits_plainly(self) -> bool:
+        """Whether the tokens are just :func:`plain_text` split at whitespace, each
+        punctuation mark a token of its own: no stopword, stem or emphasis
+        token, so compiled code can split the text alike
+        (:meth:`~sentiment.text.ngrams.MixedNGramHasher.rows_of_texts`)."""
+        return self.punctuation and not (self.stopwords or self.stem or self.emphasis)
 
     def __call__(self, text: str) -> list[str]:
         text = HTML_TAG.sub(" ", text)

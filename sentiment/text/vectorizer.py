@@ -35,9 +35,10 @@ from typing import cast
 import numpy as np
 import scipy.sparse as sp
 
-from sentiment.text.ngrams import NGRAM_HASHERS, NGramHasher, WordNGrams
+from sentiment.text.kernels import finish_rows
+from sentiment.text.ngrams import NGRAM_HASHERS, MixedNGramHasher, NGramHasher, WordNGrams
 from sentiment.text.spec import ColumnMap, VectorizerSpec
-from sentiment.text.tokenizer import Tokenizer
+from sentiment.text.tokenizer import Tokenizer, plain_text
 
 # The committed model, in the project's root (the package is installed editable).
 PKL_DIR = Path(__file__).resolve().parents[2] / "pkl_objects"
@@ -96,6 +97,10 @@ class ReviewVectorizer:
                              f"{sorted(NGRAM_HASHERS)}")
         self._grams = WordNGrams(spec.ngram_range)
         self._hasher: NGramHasher = NGRAM_HASHERS[spec.ngram_hashing](spec, self.n_buckets)
+        # Texts whose tokens compiled code can split itself (the default model's).
+        self._text_hasher = (self._hasher if isinstance(self._hasher, MixedNGramHasher)
+                             and self.tokenizer.splits_plainly else None)
+        self._no_weights = np.zeros(0, dtype=np.dtype(spec.dtype))
 
     def tokenize(self, doc: str) -> list[str]:
         """The review's tokens: what :meth:`raw_counts_of` takes (the results page
@@ -122,6 +127,9 @@ class ReviewVectorizer:
         """
         if isinstance(docs, str):  # would be read as one review per character
             raise TypeError("expected a list of reviews, got one string: wrap it in a list")
+        if self._text_hasher is not None:
+            return self._text_hasher.rows_of_texts([plain_text(doc) for doc in docs],
+                                                   self.columns)
         return self.raw_counts_of([self.tokenizer(doc) for doc in docs])
 
     def raw_counts_of(self, token_lists: Sequence[list[str]]) -> sp.csr_matrix:
@@ -153,23 +161,18 @@ class ReviewVectorizer:
 
         Works in place on ``X`` (fresh from :meth:`raw_counts` or a cache).
         """
+        weights = self._no_weights
         if self.spec.feature_weights is not None:
             if self.weights is None:
                 raise ValueError("this vectorizer was built without its feature weights")
-            X.data *= self.weights[X.indices]
-        if self.spec.row_norm:
-            squares = X.data.astype(np.float64) ** 2
-            if self.columns is not None:
-                # Spare columns stay out of the norm: an n-gram rare or new to
-                # the model neither shrinks the known ones nor loses the fixed
-                # scale feedback learns it with (cross-validated: no cost).
-                squares[X.indices >= self.columns.n_kept] = 0.0
-            norms = np.sqrt(np.bincount(
-                np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)),
-                weights=squares, minlength=X.shape[0],
-            ))
-            norms[norms == 0] = 1.0
-            X.data /= np.repeat(norms, np.diff(X.indptr)).astype(X.dtype)
+            weights = self.weights
+        elif not self.spec.row_norm:
+            return X
+        # Spare columns stay out of the norm: an n-gram rare or new to the
+        # model neither shrinks the known ones nor loses the fixed scale
+        # feedback learns it with (cross-validated: no cost).
+        normed = self.columns.n_kept if self.columns is not None else X.shape[1]
+        finish_rows(X.indices, X.indptr, weights, normed, self.spec.row_norm, X.data)
         return X
 
     @functools.cached_property
@@ -273,3 +276,14 @@ def load_vectorizer(pkl_dir: Path = PKL_DIR) -> ReviewVectorizer:
         # fail in ColumnMap as before: the cast only tells mypy, it checks nothing).
         columns = ColumnMap(kept, spec.n_features, cast(int, spec.hashed_features))
     return ReviewVectorizer(spec, load_stopwords(pkl_dir), weights, columns)
+
+
+def compile_kernels(pkl_dir: Path = PKL_DIR) -> None:
+    """Compiles the text kernels for the types the model in ``pkl_dir`` calls them
+    with, into numba's on-disk cache, so that no process of a fresh install
+    waits for it (``make`` runs it once after installing)."""
+    vectorizer = load_vectorizer(pkl_dir)
+    review = "A <b>fine</b> film: truly good, “not” bad! 😀"
+    vectorizer.transform([review, ""])
+    vectorizer.transform_tokens([vectorizer.tokenize(review)])
+    vectorizer.gram_columns(vectorizer.tokenize(review))
