@@ -37,7 +37,7 @@ def test_each_run_is_a_process_of_its_own_with_its_peak_memory(archive, tmp_path
 
 def test_the_table_gives_ratios_to_the_best_peer() -> None:
     common = {"train_cpu_s": 1.0, "p50_ms": 1.0, "p99_ms": 2.0, "peak_rss_mb": 100.0,
-              "size_mb": 1.0}
+              "size_mb": 1.0, "batch_one_process_per_s": 1000.0}
     results = {
         "default": {"accuracy_test": 0.92, "train_wall_s": 10.0, "batch_per_s": 4000.0,
                     **common},

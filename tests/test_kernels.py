@@ -10,7 +10,6 @@ features and predictions taken before the kernels existed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import replace
@@ -22,6 +21,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.utils import murmurhash3_32
 
+from bench.pipeline import COMMITTED_DIGESTS, committed_digest
 from sentiment.text import kernels
 from sentiment.text.ngrams import MixedNGramHasher
 from sentiment.text.tokenizer import PUNCTUATION_MARKS, Tokenizer, plain_text
@@ -130,31 +130,6 @@ def test_finishing_rows_is_numpys_arithmetic_bit_for_bit(dtype: str, weighted: b
                         weights if weights is not None else np.zeros(0, dtype=dtype),
                         4000, row_norm, data)
     assert data.tobytes() == expected.tobytes()
-
-
-# The committed model's features and predictions for the official test
-# reviews, taken with the numpy pipeline before the kernels replaced it:
-# SHA-256 of indptr (<i8), indices (<i4), values (<f4), then P(positive) (<f8).
-COMMITTED_DIGESTS = {
-    2000: "683f3e472d65214681de152c1facb66fa9058d015f5a0c96fa68f5b6573182bb",
-    25000: "ef94d83280c57ff406735c8ca540e02dd39814875b759c073e303fac7ef34fef",
-}
-
-
-def committed_digest(texts: list[str]) -> str:
-    """The digest of :data:`COMMITTED_DIGESTS` for these reviews (``bench.pipeline``
-    checks all 25,000 with it)."""
-    from sentiment.models import load_model
-    from sentiment.text.vectorizer import PKL_DIR
-
-    model = load_model(PKL_DIR)
-    X = model.transform(texts)
-    positive = np.array([p.positive for p in model.predict(texts)])
-    digest = hashlib.sha256()
-    for part in (X.indptr.astype("<i8"), X.indices.astype("<i4"), X.data.astype("<f4"),
-                 positive.astype("<f8")):
-        digest.update(part.tobytes())
-    return digest.hexdigest()
 
 
 @pytest.mark.slow  # reads the real archive: a few seconds
