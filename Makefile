@@ -23,14 +23,13 @@ help: ## list the targets
 
 # The runtime: pinned requirements, then this project's package (editable, so
 # that the checkout's code is what runs) with its console script `sentiment`;
-# then the committed model vectorises a review once, which compiles the text
-# kernels into numba's on-disk cache (a few seconds, once per install).
-$(VENV)/.runtime: requirements.txt pyproject.toml
+# installing it builds the text kernels' C extension (setup.py), again
+# whenever kernels.pyx changes.
+$(VENV)/.runtime: requirements.txt pyproject.toml setup.py sentiment/text/kernels.pyx
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
-	$(PY) -c "from sentiment.text.vectorizer import compile_kernels; compile_kernels()"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-bench.txt

@@ -147,10 +147,3 @@ def test_the_committed_models_features_and_predictions_are_unchanged() -> None:
             if len(texts) == 2000:
                 break
     assert committed_digest(texts) == COMMITTED_DIGESTS[2000]
-
-
-def test_compile_kernels_vectorises_with_the_committed_model() -> None:
-    """What ``make`` runs after installing, so the first request waits for no compiler."""
-    from sentiment.text.vectorizer import compile_kernels
-
-    compile_kernels()

@@ -276,14 +276,3 @@ def load_vectorizer(pkl_dir: Path = PKL_DIR) -> ReviewVectorizer:
         # fail in ColumnMap as before: the cast only tells mypy, it checks nothing).
         columns = ColumnMap(kept, spec.n_features, cast(int, spec.hashed_features))
     return ReviewVectorizer(spec, load_stopwords(pkl_dir), weights, columns)
-
-
-def compile_kernels(pkl_dir: Path = PKL_DIR) -> None:
-    """Compiles the text kernels for the types the model in ``pkl_dir`` calls them
-    with, into numba's on-disk cache, so that no process of a fresh install
-    waits for it (``make`` runs it once after installing)."""
-    vectorizer = load_vectorizer(pkl_dir)
-    review = "A <b>fine</b> film: truly good, “not” bad! 😀"
-    vectorizer.transform([review, ""])
-    vectorizer.transform_tokens([vectorizer.tokenize(review)])
-    vectorizer.gram_columns(vectorizer.tokenize(review))
