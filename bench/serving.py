@@ -7,6 +7,9 @@ clients (connections that one thread drives) and ``--seconds`` per figure:
 * ``POST /api/predict`` with one review of about 1,300 characters,
 * the HTML results page (``POST /results`` with its CSRF token),
 * verdicts (``POST /api/feedback`` on predictions made beforehand),
+* then, from one client, the 25,000 official test reviews (from ``--archive`` or
+  $ACLIMDB_ARCHIVE; else as many variants of the benchmark's review) posted to
+  ``/api/predict`` 1,000 at a time, once through: reviews/s over HTTP,
 
 plus sequential single-review latency, memory after start and after load
 (RSS and PSS summed over the app's processes), and start-up time with 10,000
@@ -81,8 +84,10 @@ REVIEW = (
     "believes that cinema can be both entertaining and honest about being human at once."
 )
 
-FIGURES = ("predict", "page", "verdict", "sequential")  # load figures, in the order run
+FIGURES = ("predict", "page", "verdict", "sequential", "batch")  # load figures, in order
 PREDICT = "POST /api/predict"
+BATCH = 1000  # reviews per request of the batch figure
+BATCHES = "POST /api/predict, 1,000 reviews"
 PAGE = "HTML results page"
 VERDICT = "POST /api/feedback (verdict)"
 TUTORIAL_VERDICT = "POST /thanks (verdict)"
@@ -93,6 +98,8 @@ TARGETS = {
     "verdicts_per_s": 400,
     "startup_s": 2.0,
     "rss_mb": 250,
+    "batch_reviews_per_s": 12_000,
+    "page_cpu_ms": 1.5,
 }
 
 
@@ -511,6 +518,34 @@ def verdict_call_factory(ids: list[str]) -> Callable[[Client, int], Callable[[],
     return make
 
 
+def batch_reviews(archive: str | None) -> tuple[list[str], str]:
+    """The reviews the batch figure sends, and what they are: the 25,000 official test
+    reviews from ``archive`` (else $ACLIMDB_ARCHIVE), or as many made from REVIEW."""
+    path = given_archive(archive)
+    if path is not None and path.is_file():
+        from train.data import iter_archive
+
+        return [r.review for r in iter_archive(path) if r.split == "test"], "the test reviews"
+    return [distinct_review(i) for i in range(25_000)], "variants of the benchmark's review"
+
+
+def batch_figure(reviews: list[str]) -> Figure:
+    """One client posting ``reviews`` to /api/predict, :data:`BATCH` at a time, once
+    through: reviews/s over HTTP, JSON both ways and every prediction recorded."""
+    bodies = [json.dumps({"reviews": reviews[i:i + BATCH]}).encode()
+              for i in range(0, len(reviews), BATCH)]
+
+    def make(client: Client, _: int) -> Callable[[], bytes | None]:
+        queue = iter(bodies)
+        return lambda: (None if (body := next(queue, None)) is None
+                        else http_request("POST", "/api/predict", body))
+
+    def figure(server: Server) -> LoadResult:
+        return measured(server, lambda: load(BATCHES, server.port, 1, 3600, make,
+                                             max_requests=len(bodies)))
+    return figure
+
+
 def sequential_latency(port: int, n: int) -> LoadResult:
     return load("single review, sequential", port, 1, 3600, predict_call, max_requests=n)
 
@@ -610,6 +645,8 @@ def our_figures(args: argparse.Namespace) -> list[Figure]:
                "page": under_load(args, PAGE, lambda _: page_call),
                "verdict": under_load(args, VERDICT, verdicts),
                "sequential": sequential}
+    if "batch" in args.figures:
+        figures["batch"] = batch_figure(args.batch_reviews)
     return [figures[name] for name in FIGURES if name in args.figures]
 
 
@@ -744,7 +781,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
         tutorial = measure_tutorial(args, model) if model is not None else None
-    runs = [measure(args, workers, threads)
+    args.batch_reviews, batch_source = (batch_reviews(args.archive) if "batch" in args.figures
+                                        else ([], ""))
+    runs = [{**measure(args, workers, threads), "batch_source": batch_source}
             for workers in args.workers for threads in args.threads]
     if tutorial is not None:
         print_tutorial(tutorial)
@@ -836,10 +875,19 @@ def print_table(results: dict, tutorial: dict | None = None) -> None:
                 f"results pages/s {page['per_s']:.0f}: "
                 f"{ratio(page['per_s'], their_page['per_s'])} the tutorial's "
                 f"{their_page['per_s']:.0f} in this run (its p99 {their_page['p99_ms']:.1f} ms; "
-                f"ours {page['p99_ms']:.1f} ms)"
+                f"ours {page['p99_ms']:.1f} ms); CPU per page {page['server_cpu_ms']:.2f} ms "
+                f"(target <= {TARGETS['page_cpu_ms']}), "
+                f"{ratio(page['server_cpu_ms'], their_page['server_cpu_ms'])} the tutorial's "
+                f"{their_page['server_cpu_ms']:.2f} ms"
             )
         else:
-            print(f"results pages/s {page['per_s']:.0f} (p99 {page['p99_ms']:.1f} ms)")
+            print(f"results pages/s {page['per_s']:.0f} (p99 {page['p99_ms']:.1f} ms); CPU per "
+                  f"page {page['server_cpu_ms']:.2f} ms (target <= {TARGETS['page_cpu_ms']})")
+    if batch := rows.get(BATCHES):
+        print(f"batch predictions over HTTP: {batch['per_s'] * BATCH:,.0f} reviews/s "
+              f"(target >= {TARGETS['batch_reviews_per_s']:,}; one client, {BATCH:,} "
+              f"reviews a request, {results.get('batch_source', 'reviews')}); "
+              f"{batch['server_cpu_ms'] / BATCH * 1000:.0f} us of the app's CPU per review")
     if verdict := rows.get(VERDICT):
         compared = ""
         if their_verdict := theirs.get(TUTORIAL_VERDICT):
