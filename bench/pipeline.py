@@ -115,7 +115,7 @@ def committed_digest(texts: list[str]) -> str:
 def batch(archive: Path, n: int, rounds: int = 3) -> dict[str, Any]:
     """Batch predictions: reviews/s on ``n`` test reviews from one process and from one
     per usable core (``predict(workers=N)``), best of ``rounds`` alternating; vectorising
-    them 8 reviews per call (the request paths') against ``BATCH_CHUNK`` (``predict``'s),
+    them 8 reviews per call against ``BATCH_CHUNK`` (the requests' and ``predict``'s),
     alternating too; and the peak-memory growth of predicting the whole test split in
     this process."""
     from sentiment.models.linear import BATCH_CHUNK, SentimentModel
@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
           f"all {figures['reviews']:,} in one process raised the peak RSS by "
           f"{figures['peak_growth_mb']:.0f} MB")
     print(f"vectorising them, best of 3 alternating: {figures['vectorised_per_s_by_8']:,.0f} "
-          f"reviews/s 8 per call (the request paths'), "
+          f"reviews/s 8 per call, "
           f"{figures['vectorised_per_s_by_batch_chunk']:,.0f} "
-          f"{figures['batch_chunk']:.0f} per call (predict's)")
+          f"{figures['batch_chunk']:.0f} per call (BATCH_CHUNK: requests' and predict's)")
     if figures["same_bits"] is not None:
         print(f"the committed model's features and predictions for all {figures['reviews']:,} "
               "test reviews, against their digest before the compiled kernels: "

@@ -363,6 +363,24 @@ def test_stored_columns_give_back_the_features_bit_for_bit() -> None:
     assert_same_csr(vect.decode_rows(rows[-2:]), vect.transform(STORED_TEXTS[-2:]))
 
 
+def test_stored_columns_keep_their_format_byte_for_byte() -> None:
+    """Rows stored by earlier releases are read back, and later ones by them: each row
+    is the fingerprint, the width and CRC-32 of its gaps, then the gaps, as written
+    here one row at a time (the encoder now computes every row's gaps at once)."""
+    vect = load_vectorizer(PKL_DIR)
+    X = vect.transform(STORED_TEXTS)
+    expected = []
+    for start, end in zip(X.indptr[:-1], X.indptr[1:], strict=True):
+        columns = X.indices[start:end]
+        gaps = np.diff(columns, prepend=0)
+        width = 2 if end == start or gaps.max() <= 0xFFFF else 4
+        payload = gaps.astype(f"<u{width}").tobytes()
+        expected.append(vect.fingerprint + STORED_HEADER.pack(width, zlib.crc32(payload))
+                        + payload)
+    assert vect.encode_rows(X) == expected
+    assert vect.encode_rows(X[-1:]) == expected[-1:] and vect.encode_rows(X[:0]) == []
+
+
 def test_unusable_stored_columns_are_refused() -> None:
     vect = load_vectorizer(PKL_DIR)
     good = vect.encode_rows(vect.transform(STORED_TEXTS[:2]))

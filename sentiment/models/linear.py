@@ -47,8 +47,9 @@ NUMERIC = threading.Lock()
 
 # Reviews whose features predict() holds at once (about 10 MB for average reviews).
 PREDICT_CHUNK = 1_000
-# Reviews predict() vectorises per call: larger than the request paths' 8 (see
-# transform), whose fixed cost per call showed (docs/measurements.md).
+# Reviews vectorised per call, by requests and by predict(): about 1 ms for
+# reviews of average length; at 8 the fixed cost per call showed
+# (bench.pipeline prints both).
 BATCH_CHUNK = 32
 # predict(workers=N) shares a batch among processes from this many reviews on.
 POOL_MIN = 2 * PREDICT_CHUNK
@@ -129,16 +130,15 @@ class SentimentModel:
             raise ValueError(f"{X.shape[0]} rows but {len(y)} labels")
         return X, y
 
-    def transform(self, texts: Sequence[str], chunk: int = 8,
+    def transform(self, texts: Sequence[str], chunk: int = BATCH_CHUNK,
                   pause: float = 0.0) -> sp.csr_matrix:
         """Features of ``texts``, vectorised ``chunk`` reviews at a time.
 
-        Each chunk holds :data:`NUMERIC` for about 6 ms with reviews of
+        Each chunk holds :data:`NUMERIC` for about 1 ms with reviews of
         average length (the GIL's own switch interval is 5 ms), so that other
         requests get their turn during a batch request. Chunks also bound
-        memory: vectorising makes ~600 short-lived strings per review, and a
-        thousand reviews at once (a batch request, the holdout) would need
-        tens of MB for a moment, which the allocator then keeps. ``pause``:
+        the memory a thousand reviews at once (a batch request, the holdout)
+        would take for a moment, which the allocator then keeps. ``pause``:
         sleep this long between chunks, so that work in a background thread
         leaves request threads more room.
         """
@@ -191,8 +191,7 @@ class SentimentModel:
 
     def _positive(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) of each review, :data:`PREDICT_CHUNK` reviews' features at a time."""
-        parts = [self._positive_of(self.transform(texts[start:start + PREDICT_CHUNK],
-                                                  chunk=BATCH_CHUNK))
+        parts = [self._positive_of(self.transform(texts[start:start + PREDICT_CHUNK]))
                  for start in range(0, len(texts), PREDICT_CHUNK)]
         # In the scores' own dtype: predictions are made of these very bits.
         return np.concatenate(parts) if parts else np.empty(0)

@@ -103,6 +103,11 @@ class _Transaction:
     def execute(self, sql: str, args: Sequence[Any] = (), /) -> Cursor:
         return self._conn.execute(_placeholders(sql), tuple(args))
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+        """One statement for many rows (psycopg pipelines them: one round trip)."""
+        with self._conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), [tuple(row) for row in rows])
+
 
 class PostgresFeedbackLog(SQLFeedbackLog):
     """The log in a PostgreSQL database, shared by every process of every host."""

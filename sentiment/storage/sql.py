@@ -60,9 +60,11 @@ class Cursor(Protocol):
 
 
 class Executor(Protocol):
-    """Runs one statement with ``?`` placeholders inside a transaction."""
+    """Runs statements with ``?`` placeholders inside a transaction."""
 
     def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> Any: ...
 
 
 _VERDICT_SELECT = """
@@ -85,6 +87,11 @@ def _verdict(row: Sequence[Any]) -> Verdict:
 
 def _prediction(row: Sequence[Any]) -> StoredPrediction:
     return StoredPrediction(*row)
+
+
+# Tokens looked up per query after a batch of predictions (SQLite's default cap
+# on a statement's parameters is 32,766; PostgreSQL's 65,535).
+TOKENS_PER_QUERY = 500
 
 
 class SQLFeedbackLog(ABC):
@@ -211,19 +218,25 @@ class SQLFeedbackLog(ABC):
     ) -> list[tuple[int, str]]:
         """Store (review, label, probability, features) rows; their (id, token) in order."""
         created = now()
-        stored = []
+        tokens = [new_token() for _ in rows]
+        ids: dict[str, int] = {}
         with self._transaction() as tx:
-            for review, label, probability, features in rows:
-                token = new_token()
-                row = tx.execute(
-                    "INSERT INTO predictions (review, label, probability, model_version, client,"
-                    " created, features, token, view_token, browser)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    (review, label, probability, model_version, client, created, features,
-                     token, new_token(), browser),
-                ).fetchall()[0]
-                stored.append((int(row[0]), token))
-        return stored
+            # One statement for the batch, then the ids by token: a round trip
+            # per row (INSERT ... RETURNING) took a third of a batch request.
+            tx.executemany(
+                "INSERT INTO predictions (review, label, probability, model_version, client,"
+                " created, features, token, view_token, browser)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(review, label, probability, model_version, client, created, features,
+                  token, new_token(), browser)
+                 for (review, label, probability, features), token in zip(rows, tokens,
+                                                                          strict=True)])
+            for start in range(0, len(tokens), TOKENS_PER_QUERY):
+                part = tokens[start:start + TOKENS_PER_QUERY]
+                ids.update((str(token), int(id_)) for id_, token in tx.execute(
+                    "SELECT id, token FROM predictions WHERE token IN"
+                    f" ({', '.join('?' * len(part))})", part).fetchall())
+        return [(ids[token], token) for token in tokens]
 
     def prediction_id(self, token: str) -> int | None:
         rows = self._read("SELECT id FROM predictions WHERE token = ?", (token,))

@@ -209,13 +209,22 @@ class ReviewVectorizer:
         """
         if not self.stores_columns_only or not X.has_sorted_indices:
             return [None] * X.shape[0]
+        starts, ends = X.indptr[:-1], X.indptr[1:]
+        # Every row's gaps in one pass: each column less the one before it,
+        # except a row's first column, which is its own gap.
+        gaps = X.indices.astype(np.int64)
+        gaps[1:] -= X.indices[:-1]
+        filled = ends > starts
+        gaps[starts[filled]] = X.indices[starts[filled]]
+        widest = np.zeros(X.shape[0], dtype=np.int64)
+        if filled.any():
+            widest[filled] = np.maximum.reduceat(gaps, starts[filled])
+        payloads = {2: gaps.astype("<u2").tobytes(), 4: gaps.astype("<u4").tobytes()}
         rows: list[bytes | None] = []
-        for start, end in zip(X.indptr[:-1].tolist(), X.indptr[1:].tolist(), strict=True):
-            columns = X.indices[start:end]
-            gaps = columns.copy()  # (np.diff with prepend costs ~10 us more)
-            np.subtract(columns[1:], columns[:-1], out=gaps[1:])
-            width = 2 if end == start or gaps.max() <= 0xFFFF else 4
-            payload = gaps.astype(f"<u{width}").tobytes()
+        for start, end, most in zip(starts.tolist(), ends.tolist(), widest.tolist(),
+                                    strict=True):
+            width = 2 if most <= 0xFFFF else 4
+            payload = payloads[width][start * width:end * width]
             rows.append(self.fingerprint + STORED_HEADER.pack(width, zlib.crc32(payload))
                         + payload)
         return rows
