@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.tiny_aclimdb import PER_CLASS, ROOT, SHARED_NLTK, write_archive
 from train.data import (
@@ -195,6 +197,19 @@ def test_build_csv_into_a_folder_is_a_data_error_and_leaves_nothing(tiny_archive
     with pytest.raises(DataError, match="not a folder"):
         build_csv(tiny_archive, parent / "m.csv")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "m.csv"]
+
+
+@given(st.text(), st.sampled_from([0, 1]), st.text(), st.text())
+def test_a_csv_line_is_what_the_csv_module_writes(review: str, sentiment: int, split: str,
+                                                   doc_id: str) -> None:
+    import csv
+
+    import train.data
+
+    written = io.StringIO()
+    csv.writer(written, quoting=csv.QUOTE_NONNUMERIC).writerow((review, sentiment, split,
+                                                                doc_id))
+    assert train.data._csv_line((review, sentiment, split, doc_id)) == written.getvalue()
 
 
 def test_build_csv_interrupted_while_writing_leaves_nothing(
