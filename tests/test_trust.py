@@ -14,7 +14,7 @@ from sentiment.learning.trust import DISTRUSTED, FLOOD, UNPROVEN, TrustPolicy
 from sentiment.storage import SQLFeedbackLog, open_log
 from sentiment.storage.log import Evidence, Judgement
 from tests.fakes import make_review
-from tests.reference import log_of, reference_state
+from tests.reference import log_of, query, reference_state
 
 POLICY = TrustPolicy()
 pytestmark = pytest.mark.both_backends
@@ -151,6 +151,35 @@ def test_the_evidence_counts_the_clients_record_and_the_newcomers(feedback_log: 
     log.add_verdict(add(log, "fifth review text", 0.9, "a"), True, "a", judge)
     assert judge.seen[-1].client_confident == 1
     log.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_clients_running_counts_are_a_recount_of_its_whole_record(
+        feedback_log: SQLFeedbackLog, tmp_path: Path, backend: str | None, seed: int):
+    """The counts kept per client and threshold (client_verdict_counts) equal, at every
+    verdict, a recount of everything the client said before it, copies of released
+    verdicts left out: with thresholds that change and verdicts held then released."""
+    rng = random.Random(seed)
+    log = feedback_log
+    judged: list[tuple[int, str, float, Evidence]] = []
+    for step in range(60):
+        client = rng.choice(["a", "b", "c"])
+        judge = Recorder([Judgement(rng.random() < 0.7, UNPROVEN, False)],
+                         confident=rng.choice([0.8, 0.8, 0.9]))
+        prediction = add(log, f"review number {step} of the run", rng.choice([0.55, 0.85, 0.95]),
+                         client)
+        verdict = log.add_verdict(prediction, rng.random() < 0.6, client, judge)
+        judged.append((verdict.id, client, judge.confident, judge.seen[-1]))
+        if step % 20 == 19:
+            log.release([v.id for v in log.verdicts("quarantined")][:2])
+    source = backend or tmp_path / "log.sqlite"
+    for verdict_id, client, confident, seen in judged:
+        [recount] = query(source, "SELECT COUNT(*), COUNT(*) FILTER (WHERE f.correct = 0 AND"
+                          " p.probability >= ?) FROM feedback f JOIN predictions p ON"
+                          " p.id = f.prediction_id WHERE f.client = ? AND f.id < ?"
+                          " AND f.released_from IS NULL", (confident, client, verdict_id))
+        assert (seen.client_verdicts, seen.client_contradicted) == tuple(recount)
+    assert query(source, "SELECT COUNT(*) FROM feedback WHERE released_from IS NOT NULL") != [(0,)]
 
 
 def test_a_held_verdict_is_quarantined_with_its_reason_and_never_learned(

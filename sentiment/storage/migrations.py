@@ -168,4 +168,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         POSTGRESQL: ("CREATE TABLE IF NOT EXISTS version_files"
                      " (name TEXT PRIMARY KEY, data BYTEA NOT NULL)",),
     }),
+    # The trust policy's count of a client's verdicts, kept up to date by each
+    # verdict instead of recounted over the client's whole history (which made
+    # a verdict's cost grow with it): see SQLFeedbackLog's _client_record.
+    Migration(3, "running counts of each client's verdicts", {
+        dialect: (f"""CREATE TABLE IF NOT EXISTS client_verdict_counts (
+            client TEXT NOT NULL,
+            confident {real} NOT NULL,  -- the trust policy's threshold they count by
+            through_id BIGINT NOT NULL,  -- every verdict of the client up to this id
+            verdicts BIGINT NOT NULL,
+            contradicted BIGINT NOT NULL,  -- of them, "Incorrect" on a confident prediction
+            PRIMARY KEY (client, confident)
+        )""", "CREATE INDEX IF NOT EXISTS feedback_client_id ON feedback(client, id)")
+        for dialect, real in ((SQLITE, "REAL"), (POSTGRESQL, "DOUBLE PRECISION"))
+    }),
 )

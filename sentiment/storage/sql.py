@@ -458,6 +458,37 @@ class SQLFeedbackLog(ABC):
         return len(verdict_ids)
 
 
+def _client_record(tx: Executor, client: str, confident: float) -> tuple[int, int]:
+    """(verdicts, those contradicting a prediction at least ``confident``) of the client,
+    copies of released verdicts left out: its stored running counts, brought up to date
+    with the verdicts committed since.
+
+    Exact because the columns counted never change once a verdict is written, and
+    because this runs in the ordered transaction, where every verdict after the
+    counts' ``through_id`` has a greater id. Counting the whole history on every
+    verdict made one client's verdicts cost more and more.
+    """
+    stored = tx.execute(
+        "SELECT through_id, verdicts, contradicted FROM client_verdict_counts"
+        " WHERE client = ? AND confident = ?", (client, confident)).fetchone()
+    through, verdicts, contradicted = (int(v) for v in stored) if stored else (0, 0, 0)
+    new, new_contradicted, last = tx.execute(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE f.correct = 0 AND p.probability >= ?),"
+        " MAX(f.id) FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
+        " WHERE f.client = ? AND f.id > ? AND f.released_from IS NULL",
+        (confident, client, through)).fetchone()
+    verdicts += int(new)
+    contradicted += int(new_contradicted)
+    if last is not None:
+        tx.execute(
+            "INSERT INTO client_verdict_counts"
+            " (client, confident, through_id, verdicts, contradicted) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (client, confident) DO UPDATE SET through_id = excluded.through_id,"
+            " verdicts = excluded.verdicts, contradicted = excluded.contradicted",
+            (client, confident, int(last), verdicts, contradicted))
+    return verdicts, contradicted
+
+
 def _evidence(tx: Executor, judge: Judge, prediction_id: int, probability: float,
               correct: bool, client: str | None) -> Evidence:
     """What ``judge`` weighs, counted inside the verdict's own (ordered) transaction."""
@@ -465,11 +496,7 @@ def _evidence(tx: Executor, judge: Judge, prediction_id: int, probability: float
     if client is None:
         client_confident = client_verdicts = client_contradicted = 0
     else:
-        client_verdicts, client_contradicted = tx.execute(
-            "SELECT COUNT(*), COUNT(*) FILTER (WHERE f.correct = 0 AND p.probability >= ?)"
-            " FROM feedback f JOIN predictions p ON p.id = f.prediction_id"
-            " WHERE f.client = ? AND f.released_from IS NULL",
-            (confident, client)).fetchone()
+        client_verdicts, client_contradicted = _client_record(tx, client, confident)
         client_confident = tx.execute(
             "SELECT COUNT(*) FROM (SELECT 1 FROM predictions WHERE client = ?"
             " AND probability >= ? AND id < ? LIMIT ?) AS counted",
