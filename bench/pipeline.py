@@ -8,7 +8,8 @@ seven blocks of 300); then batch predictions on official test reviews: reviews
 per second, and what predicting all 25,000 adds to the process's peak memory;
 last, that the committed model's features and predictions for all 25,000 are
 the bits they were before the compiled kernels (exit 1 if not).
-Run it from another tree (``PYTHONPATH=TREE``) to compare two commits.
+Run it from another checkout's folder (``cd TREE && python -m bench.pipeline``) to
+compare two commits: the current folder comes first on the import path.
 """
 
 from __future__ import annotations

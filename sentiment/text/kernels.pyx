@@ -10,7 +10,7 @@ review's UTF-8 bytes splits it into tokens, hashes each with MurmurHash3,
 chains the hashes into n-gram keys and maps each bucket to its column, with
 no Python object per token.
 
-Why Cython rather than numba: the extension is a few hundred kilobytes built
+Why Cython rather than numba: the extension is a 2 MB library built
 once at install (the machine's C compiler), where numba's LLVM added about
 125 MB to every process's memory and seconds of compiling to the first.
 
