@@ -222,7 +222,12 @@ def test_kill_9_at_random_moments(tmp_path, tiny_model_dir, caplog, backend):
         plan += [("during", ".json"), ("during", "CURRENT")]
     report = []
     for what, arg in plan:
-        config = {"CHECKPOINT_EVERY": 5, "CHECKPOINT_SECONDS": 1e9, "DATABASE_URL": backend}
+        # No guard: the kills "during" need versions to be written, and once the tiny
+        # model scores 0.99 on its holdout (how soon depends on how many verdicts
+        # the random phases got through), the guard holds every batch of this
+        # client's, a fifth of whose verdicts are lies, and no version is written.
+        config = {"CHECKPOINT_EVERY": 5, "CHECKPOINT_SECONDS": 1e9, "DATABASE_URL": backend,
+                  "GUARD": False}
         if what == "during":
             config["TEST_SLOW_WRITES"] = 0.3
         server = Server(instance, tiny_model_dir, tmp_path / "logs", **config).start()
