@@ -98,6 +98,28 @@ def test_the_session_cookie_is_same_site_and_secure_when_asked(make_app) -> None
         assert cookie.secure is secure
 
 
+def test_a_log_out_of_reach_says_retry_after_its_own_seconds_not_the_limits(
+        make_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With rate limits on, Flask-Limiter's hook put the end of the client's window (an
+    hour here) in the 503's Retry-After, where the database is back in seconds."""
+    from sentiment.storage.log import LogUnavailable
+
+    app = make_app(RATE_LIMITS=True, VERDICT_LIMIT="3 per hour")
+    client = app.test_client()
+    ids = [client.post("/api/predict", json={"review": REVIEW}).json["prediction_id"]
+           for _ in range(2)]
+    assert client.post("/api/feedback", json={"prediction_id": ids[0], "correct": True}
+                       ).status_code == 201
+
+    def out_of_reach(*args: object, **kwargs: object) -> None:
+        raise LogUnavailable("down")
+
+    monkeypatch.setattr(app.extensions["learner"].feedback, "add_verdict", out_of_reach)
+    down = client.post("/api/feedback", json={"prediction_id": ids[1], "correct": True})
+    assert down.status_code == 503 and down.headers["Retry-After"] == str(
+        LogUnavailable.retry_after)
+
+
 def test_limits_count_what_was_served_and_retry_after_means_refused(make_app) -> None:
     """A refused over-budget batch used up the client's minute; Retry-After came on every 200."""
     app = make_app(RATE_LIMITS=True, PREDICT_LIMIT="10 per minute", VERDICT_LIMIT="2 per minute")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -42,6 +42,7 @@ def register(app: Flask) -> None:
     def feedback_error(exc: FeedbackError) -> Response:
         response = render_error(exc.status, str(exc))
         if isinstance(exc, LogUnavailable):  # the database restarts: soon back
+            g.retry_after = exc.retry_after  # (kept by the limits' last hook)
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 

@@ -70,8 +70,13 @@ def served(response: Response) -> bool:
 
 def _retry_after_only_when_refused(response: Response) -> Response:
     """Flask-Limiter's headers give Retry-After on every response; it means "wait" (RFC
-    9110), so only a 429 keeps it (and a 503's own, set by the error handler)."""
-    if response.status_code not in (429, 503):
+    9110), so only a 429 keeps it. A 503 for a log out of reach gets back the error
+    handler's own (``g.retry_after``), which Flask-Limiter's hook had replaced by the
+    end of the client's rate-limit window (an hour, say)."""
+    own = g.get("retry_after")
+    if own is not None:
+        response.headers["Retry-After"] = str(own)
+    elif response.status_code != 429:
         response.headers.pop("Retry-After", None)
     return response
 
