@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -108,9 +109,9 @@ class MissingServiceError(Exception):
 def services() -> str:
     """The ``redis-server`` executable; MissingServiceError (naming ``make services``) without
     it or without PostgreSQL's ``pg_ctl``."""
-    redis = shutil.which("redis-server")
-    if binaries() is None or redis is None:
-        missing = " and ".join(name for name, ok in (("pg_ctl (PostgreSQL)", binaries()),
+    redis, postgres = shutil.which("redis-server"), binaries()
+    if postgres is None or redis is None:
+        missing = " and ".join(name for name, ok in (("pg_ctl (PostgreSQL)", postgres),
                                                      ("redis-server", redis)) if not ok)
         raise MissingServiceError(f"{missing} not installed: run `make services`")
     return redis
@@ -132,15 +133,6 @@ class Host(Server):
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in super().environment().items() if k not in INHERITED}
         return {**env, "INSTANCE_PATH": str(self.instance), **self.env_extra}
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group (arbiter and workers), as a machine dies: a
-        worker that outlived its arbiter would keep the port."""
-        if self.proc is None:
-            return
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
 
 
 class Balancer:
@@ -544,7 +536,6 @@ def disrupt(cluster: Cluster, balancer: Balancer, seconds: float, tally: Tally,
     down = tally.now()
     cluster.pg.stop()
     cluster.pg.start()
-    cluster.pg.wait_until_ready()
     events.db_down = (down, tally.now())
     events.lines.append(f"PostgreSQL: stop at {down:.1f} s, back up at {tally.now():.1f} s")
     return events
@@ -597,8 +588,7 @@ class Cluster:
         return CpuMeter({
             "hosts": lambda: [h.proc.pid for h in self.hosts if h.proc],
             "PostgreSQL": lambda: [postmaster],
-            "Redis": lambda: [p.pid for p in psutil.Process().children()
-                              if p.name() == "redis-server"],
+            "Redis": lambda: self.redis.pids,
         })
 
     def close(self) -> None:
@@ -650,28 +640,15 @@ def rebuild_env(cluster: Cluster, folder: Path) -> dict[str, str]:
 
 
 def rebuild(cluster: Cluster, attempt: int) -> tuple[subprocess.CompletedProcess[str], str]:
-    """``flask --app app model rebuild`` (its line and exit status), and the digest of
-    the base model plus the accepted log replayed from scratch (the command does not
-    print it: :func:`print_rebuilt_digest` computes it the way the command does)."""
+    """``flask --app app model rebuild`` (its lines and exit status), and the digest it
+    prints of the base model plus the accepted log replayed from scratch."""
     env = rebuild_env(cluster, cluster.folder / f"rebuild{attempt}")
     command = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "model", "rebuild"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    digest = subprocess.run([sys.executable, "-c", "from bench.cluster import "
-                             "print_rebuilt_digest; print_rebuilt_digest()"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if digest.returncode:
-        raise RuntimeError(f"the rebuild's digest failed: {digest.stderr[-2000:]}")
-    return command, digest.stdout.strip().splitlines()[-1]
-
-
-def print_rebuilt_digest() -> None:
-    """In a process of its own, on the environment's log: print the digest of the base
-    model plus every accepted verdict replayed once, in id order (Learner.rebuild)."""
-    from app import create_app
-
-    learner = create_app().extensions["learner"]
-    print(learner.rebuild().state().digest())
-    learner.feedback.close()
+    found = re.search(r"^rebuilt model digest (\w+)$", command.stdout, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"the rebuild printed no digest: {command.stderr[-2000:]}")
+    return command, found.group(1)
 
 
 def log_head(url: str) -> tuple[int, int]:
@@ -923,7 +900,8 @@ def digest_lines(o: Outcome) -> list[str]:
         versions = sorted({a["model_version"] for a in answers})
         lines.append(f"{name}: digest {', '.join(digests)} ({len(answers)} answers), "
                      f"applied up to {', '.join(map(str, applied))}, {', '.join(versions)}")
-    out = (o.final.command.stdout.strip() or o.final.command.stderr.strip()[-300:])
+    out = ("; ".join(o.final.command.stdout.split("\n")).strip("; ")
+           or o.final.command.stderr.strip()[-300:])
     lines.append(f"`flask --app app model rebuild` (exit {o.final.command.returncode}): {out}")
     if o.final.attempts > 1:
         lines.append(f"(the log changed while it was read; read again, {o.final.attempts} times)")

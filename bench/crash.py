@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -85,8 +84,7 @@ def kill_and_restart(
         time.sleep(max(0.0, began + moment - time.monotonic()))
         # The whole server at once, arbiter and workers, as a machine or
         # container dies (a worker that outlived its arbiter would hold the port).
-        os.killpg(server.proc.pid, signal.SIGKILL)
-        server.proc.wait()
+        server.kill()
         events.append(f"SIGKILL at {time.monotonic() - began:.1f} s")
         took = server.start()
         events.append(f"restarted in {took:.2f} s")

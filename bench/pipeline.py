@@ -105,7 +105,8 @@ def committed_digest(texts: list[str]) -> str:
 
     model = load_model(PKL_DIR)
     X = model.transform(texts, chunk=1000)
-    positive = np.array([p.positive for p in model.predict(texts)])
+    # Each row's score is its own dot product: predict() gives these bits too.
+    positive = np.array([p.positive for p in model.predict_features(X)])
     digest = hashlib.sha256()
     for part in (X.indptr.astype("<i8"), X.indices.astype("<i4"), X.data.astype("<f4"),
                  positive.astype("<f8")):

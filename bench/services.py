@@ -80,6 +80,7 @@ class PostgresCluster:
                    " -c max_connections=300")
         if not self._durable:
             options += " -c fsync=off -c full_page_writes=off"
+        # -w: returns once the server accepts connections
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
         return self
@@ -87,10 +88,6 @@ class PostgresCluster:
     def stop(self, mode: str = "fast") -> None:
         """``mode``: fast (roll back what is under way), immediate (as a crash)."""
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{dbname}"
@@ -101,17 +98,6 @@ class PostgresCluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
-
-    def wait_until_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
 
     def close(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # not running
@@ -136,6 +122,11 @@ class RedisServer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pids(self) -> list[int]:
+        """The server's process, while it runs."""
+        return [self._process.pid] if self._process is not None and self.running else []
 
     def start(self) -> None:
         """Start it and return once it answers PING."""

@@ -38,6 +38,7 @@ stored verdicts (it has no JSON API, so no predict or sequential figure).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.client
 import itertools
@@ -45,6 +46,7 @@ import json
 import os
 import re
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +62,7 @@ import numpy as np
 import psutil
 
 from bench import library_versions, versions_line
+from bench.services import free_port
 from bench.tutorial_app import THREADS as TUTORIAL_THREADS
 from bench.tutorial_app import TutorialError, check_model_dir
 from sentiment.serving.process import usable_cores
@@ -108,12 +111,6 @@ LIFTED_RATE_LIMITS = {
     "SENTIMENT_PREDICT_LIMIT": "10000000 per minute; 100000000 per hour",
     "SENTIMENT_VERDICT_LIMIT": "10000000 per minute; 100000000 per hour",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -214,6 +211,15 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=STOP_GRACE + 30)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (arbiter and workers), as a machine dies: a
+        worker that outlived its arbiter would keep the port."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 @dataclass

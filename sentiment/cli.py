@@ -62,10 +62,12 @@ def model_rebuild() -> None:
     """Replay the whole accepted log onto the base model and compare with the live model."""
     ln = learner()
     ln.sync()
-    rebuilt = ln.rebuild()
-    same = rebuilt.state().equals(ln.model.state())
+    state = ln.rebuild().state()
+    same = state.equals(ln.model.state())
     click.echo(f"replayed {ln.applied_id and len(ln.feedback.accepted_after(0))} accepted verdicts;"
                f" live model {ln.model_version}: {'bit-identical' if same else 'DIFFERENT'}")
+    # What every host's /api/health gives as model_digest once it holds the same log.
+    click.echo(f"rebuilt model digest {state.digest()}")
     if not same:
         sys.exit(1)
 
@@ -227,8 +229,8 @@ def db_status() -> None:
     try:
         try:
             applied = log.schema_versions()
-        except Exception:  # noqa: BLE001 - a log older than migrations has no such table
-            applied = []
+        except FeedbackError as exc:  # out of reach, say
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"feedback log: {log.where}")
         for version, name, when in applied:
             click.echo(f"  applied  {version:>3}  {name}  ({when})")

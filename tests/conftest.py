@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 
 from tests.fakes import write_csv
+from tests.requires import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "aclImdb_v1_labeled.tar.gz"
@@ -70,9 +71,7 @@ def postgres_cluster() -> Iterator[Any]:
     try:
         cluster = PostgresCluster().start()
     except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     yield cluster
     cluster.close()
 

@@ -43,7 +43,7 @@ def log_of(app: Any) -> Source:
     settings = app.extensions["settings"]
     if settings.database_url:
         return str(settings.database_url)
-    return Path(settings.database or Path(app.instance_path) / "reviews.sqlite")
+    return Path(settings.sqlite_path)
 
 
 def query(source: Source, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -305,6 +305,10 @@ def test_real_command_line(make_app, tmp_path, tiny_model_dir):
     result = flask("model", "rebuild")
     assert result.returncode == 0, result.stderr
     assert "replayed 7 accepted verdicts; live model v000001+7: bit-identical" in result.stdout
+    # the digest every host that holds the same log reports as /api/health's model_digest
+    app.extensions["learner"].sync()
+    digest = app.test_client().get("/api/health").get_json()["model_digest"]
+    assert f"rebuilt model digest {digest}" in result.stdout
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ features and predictions taken before the kernels existed.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import replace
 
@@ -27,6 +26,7 @@ from sentiment.text.ngrams import MixedNGramHasher
 from sentiment.text.tokenizer import PUNCTUATION_MARKS, Tokenizer, plain_text
 from sentiment.text.vectorizer import ReviewVectorizer
 from tests.conftest import SHARED_ARCHIVE
+from tests.requires import unavailable
 from tests.test_vectorizer import MIXED, reference_bucket
 
 # Text that reaches every branch of the splitter: ASCII words and marks, the
@@ -135,9 +135,7 @@ def test_finishing_rows_is_numpys_arithmetic_bit_for_bit(dtype: str, weighted: b
 @pytest.mark.slow  # reads the real archive: a few seconds
 def test_the_committed_models_features_and_predictions_are_unchanged() -> None:
     if not SHARED_ARCHIVE.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_ARCHIVE} is missing")
-        pytest.skip(f"needs {SHARED_ARCHIVE}")
+        unavailable(f"needs {SHARED_ARCHIVE}")
     from train.data import iter_archive
 
     texts = []

@@ -482,7 +482,7 @@ def test_follow_lag_counts_other_processes_verdicts_but_not_what_an_outage_held(
     def out_of_reach(checkpoint_here: bool) -> None:
         raise LogUnavailable("down")
 
-    monkeypatch.setattr(lb, "_sync", out_of_reach)
+    monkeypatch.setattr(lb, "_catch_up", out_of_reach)
     lb.sync()  # serves on; the log is lost to it
     monkeypatch.undo()
     honest(la, 3, seed=2)  # committed before b reads the log again

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import redis
 
-from bench.serving import free_port
+from bench.services import free_port
 from tests.redis_server import throwaway_redis
 from tests.reference import ROOT, call
 

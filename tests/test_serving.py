@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.serving import free_port
+from bench.services import free_port
 from sentiment.learning.versions import VersionStore
 from sentiment.models.linear import SentimentModel
 from sentiment.serving.server import check_port_free

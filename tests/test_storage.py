@@ -253,7 +253,6 @@ def test_with_the_database_down_predictions_serve_and_verdicts_answer_503(
             as_text=True)
     finally:
         postgres_cluster.start()
-        postgres_cluster.wait_until_ready()
     # Back: nothing was half-stored, and the same verdict is taken once the app's
     # connections are made again (a client retrying as Retry-After says).
     assert query(log_of(app), "SELECT COUNT(*) FROM feedback") == [(0,)]

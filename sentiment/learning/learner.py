@@ -214,8 +214,15 @@ class Learner:
         wakes the timer instead of scoring the holdout itself: for a deep
         model that takes seconds, and no request should wait for it.
         """
+        self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
+
+    def _sync_in_background(self) -> None:
+        self._sync(checkpoint_here=True)
+
+    def _sync(self, checkpoint_here: bool) -> None:
+        """:meth:`sync`, for requests and the checkpoint timer alike."""
         try:
-            self._sync(checkpoint_here=self._timer is None or not self._timer.alive)
+            self._catch_up(checkpoint_here)
             self._log_lost = False
         except LogUnavailable:
             # The database is out of reach: serve on with the live model (which
@@ -223,10 +230,7 @@ class Learner:
             self._log_lost = True
             log.warning("cannot read the feedback log; serving the live model as it is")
 
-    def _sync_in_background(self) -> None:
-        self._sync(checkpoint_here=True)
-
-    def _sync(self, checkpoint_here: bool) -> None:
+    def _catch_up(self, checkpoint_here: bool) -> None:
         self._adopt_published()
         head_id, generation = self.feedback.head()
         if (head_id <= self._head_seen and generation == self.generation

@@ -60,8 +60,11 @@ class ServedModel(Protocol):
     # -- features
     def tokenize(self, text: str) -> list[str]: ...
 
-    def transform(self, texts: Sequence[str], chunk: int = 8,
-                  pause: float = 0.0) -> Features: ...
+    def transform(self, texts: Sequence[str], chunk: int = ...,
+                  pause: float = 0.0) -> Features:
+        """Features of ``texts``, ``chunk`` reviews per call: each model chooses its
+        default (the linear model's compiled pipeline takes more than a Keras one)."""
+        ...
 
     def transform_tokens(self, token_lists: Sequence[list[str]]) -> Features: ...
 

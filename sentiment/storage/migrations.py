@@ -82,11 +82,11 @@ def _sqlite_bring_up_to_date(tx: Any) -> None:
         tx.execute("ALTER TABLE feedback ADD COLUMN repeat_of INTEGER REFERENCES feedback(id)")
     if "text_key" not in columns:
         tx.execute("ALTER TABLE feedback ADD COLUMN text_key BLOB")
-        rows = tx.execute("SELECT f.id, p.review FROM feedback f"
-                          " JOIN predictions p ON p.id = f.prediction_id").fetchall()
-        for verdict_id, review in rows:
-            tx.execute("UPDATE feedback SET text_key = ? WHERE id = ?",
-                       (review_key(review), verdict_id))
+        # One statement, the key computed by SQLite calling review_key (``tx`` is
+        # the sqlite3 connection), rather than a round trip per verdict.
+        tx.create_function("review_key", 1, review_key, deterministic=True)
+        tx.execute("UPDATE feedback SET text_key = (SELECT review_key(review)"
+                   " FROM predictions p WHERE p.id = feedback.prediction_id)")
     for column in ("new_client", "rejected"):
         if column not in columns:
             tx.execute(f"ALTER TABLE feedback ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")

@@ -114,6 +114,7 @@ class PostgresFeedbackLog(SQLFeedbackLog):
 
     dialect = POSTGRESQL
     integrity_errors = (psycopg.errors.UniqueViolation,)
+    missing_table_errors = (psycopg.errors.UndefinedTable,)
     notifies = True
 
     def __init__(self, url: str, durable: bool = True, pool_size: int = 8,

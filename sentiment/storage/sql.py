@@ -106,6 +106,8 @@ class SQLFeedbackLog(ABC):
     dialect: str
     #: What the database raises when a unique index refuses a row.
     integrity_errors: tuple[type[Exception], ...] = ()
+    # What querying a table the database does not have raises.
+    missing_table_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self) -> None:
         self._local = threading.local()  # the transaction under way in this thread, if any
@@ -204,9 +206,17 @@ class SQLFeedbackLog(ABC):
         return todo
 
     def schema_versions(self) -> list[tuple[int, str, str]]:
-        """(version, name, when applied) of every migration this database has had."""
-        return [(int(v), str(n), str(a)) for v, n, a in self._read(
-            "SELECT version, name, applied FROM schema_migrations ORDER BY version")]
+        """(version, name, when applied) of every migration this database has had: none
+        for a log older than migrations (no ``schema_migrations`` table). Any other
+        error (the database out of reach, say) is raised, not taken for "none"."""
+        try:
+            rows = self._read(
+                "SELECT version, name, applied FROM schema_migrations ORDER BY version")
+        except self.missing_table_errors as exc:
+            if "schema_migrations" not in str(exc):
+                raise
+            return []
+        return [(int(v), str(n), str(a)) for v, n, a in rows]
 
     # -- predictions ----------------------------------------------------------
     def add_predictions(

@@ -53,6 +53,7 @@ class SQLiteFeedbackLog(SQLFeedbackLog):
 
     dialect = SQLITE
     integrity_errors = (sqlite3.IntegrityError,)
+    missing_table_errors = (sqlite3.OperationalError,)  # "no such table: ..."
 
     def __init__(self, path: Path, durable: bool = True, upgrade: bool = True,
                  migrations: Sequence[Migration] = MIGRATIONS) -> None:

@@ -53,13 +53,12 @@ ctypedef fused weight_t:
     double
 
 
-# Character classes of :func:`character_classes`.
-WORD = 0
-SPACE = 1  # separates tokens (str.split's whitespace)
-MARK = 2  # a token of its own wherever it stands (a punctuation mark)
+# Character classes of :func:`character_classes`, for the C code and (below) Python.
 cdef enum:
     _WORD = 0
-    _MARK = 2
+    _SPACE = 1  # separates tokens (str.split's whitespace)
+    _MARK = 2  # a token of its own wherever it stands (a punctuation mark)
+WORD, SPACE, MARK = _WORD, _SPACE, _MARK
 
 # str.split() splits on exactly these code points (str.isspace(); tested over
 # every code point): the ASCII ones, then the others.
