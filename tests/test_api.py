@@ -61,10 +61,12 @@ def test_predict_one(app: Flask, client) -> None:
                      pytest.approx(result["probability"], abs=1e-6), "base+0")]
     negative = predict(client, NEGATIVE_REVIEW)
     assert negative["label"] == "negative" and negative["probability"] >= 0.5
-    # Unguessable (was: sequential integers anyone could vote on): 128 random bits.
+    # Unguessable (was: sequential integers anyone could vote on): 128 random bits,
+    # after the time they were made (hex milliseconds), so that later ones sort later.
     for token in (result["prediction_id"], negative["prediction_id"]):
-        assert isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9_-]{22}", token)
+        assert isinstance(token, str) and re.fullmatch(r"[0-9a-f]{11}[A-Za-z0-9_-]{22}", token)
     assert negative["prediction_id"] != result["prediction_id"]
+    assert negative["prediction_id"][:11] >= result["prediction_id"][:11]
 
 
 def test_predict_batch_keeps_order(app: Flask, client) -> None:

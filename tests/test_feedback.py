@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from sentiment.storage import log as log_module
+from sentiment.storage.log import TIME_DIGITS, prediction_tokens
 from sentiment.storage.sqlite import SQLiteFeedbackLog as FeedbackLog
 
 OPENERS = 6
@@ -70,12 +74,15 @@ def test_a_log_of_an_earlier_release_is_upgraded_and_keeps_its_rows(tmp_path: Pa
     old.close()
     log = FeedbackLog(path)
     log.add_verdict(1, correct=False)
-    [(new, token)] = log.add_predictions([("A new one.", 0, 0.8, b"columns")], "base+1")
+    [(new, token)] = log.add_predictions([("A new one.", 0, 0.8, b"columns")], "base+1",
+                                         browser="a browser")
     assert log.prediction_id(token) == new and log.prediction_id("not a token") is None
     stored_old, stored_new = log.prediction(1), log.prediction(new)
     assert stored_old is not None and stored_old.view_token is None  # no permalink then
     assert stored_new is not None and stored_new.view_token not in (None, token)
     assert log.prediction_to_view(stored_new.view_token) == stored_new  # type: ignore[arg-type]
+    [(api, _)] = log.add_predictions([("Asked through the API.", 1, 0.7, None)], "base+1")
+    assert log.prediction(api).view_token is None  # type: ignore[union-attr]  # none shown
     assert log.verdict_on(1) is not None and log.verdict_on(new) is None
     log.add_verdict(new, correct=True)
     old_verdict, new_verdict = log.accepted_after(0)
@@ -108,3 +115,15 @@ def test_a_log_without_text_keys_gets_them_and_still_finds_repeats(tmp_path) -> 
             " AND status = 'accepted' AND repeat_of IS NULL ORDER BY id LIMIT 1", ("x", b"k")))
     assert "feedback_client_text" in plan
     log.close()
+
+
+def test_prediction_tokens_sort_by_time_and_keep_128_random_bits(monkeypatch) -> None:
+    clock = iter([1_700_000_000_123 * 10**6, 1_700_000_000_124 * 10**6])
+    monkeypatch.setattr(log_module.time, "time_ns", lambda: next(clock))
+    first, later = prediction_tokens(500), prediction_tokens(3)
+    for token in first + later:
+        assert re.fullmatch(f"[0-9a-f]{{{TIME_DIGITS}}}[A-Za-z0-9_-]{{22}}", token)
+        assert len(base64.urlsafe_b64decode(token[TIME_DIGITS:] + "==")) == 16
+    assert first[0][:TIME_DIGITS] == f"{1_700_000_000_123:0{TIME_DIGITS}x}"
+    assert max(first) < min(later)  # what keeps the index growing at its end
+    assert len({t[TIME_DIGITS:] for t in first + later}) == 503  # each its own random part

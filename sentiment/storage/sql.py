@@ -43,6 +43,7 @@ from sentiment.storage.log import (
     VersionFiles,
     new_token,
     now,
+    prediction_tokens,
     review_key,
 )
 from sentiment.storage.migrations import Migration, MigrationNeeded, pending
@@ -226,9 +227,13 @@ class SQLFeedbackLog(ABC):
         client: str | None = None,
         browser: str | None = None,
     ) -> list[tuple[int, str]]:
-        """Store (review, label, probability, features) rows; their (id, token) in order."""
+        """Store (review, label, probability, features) rows; their (id, token) in order.
+
+        Predictions asked by a ``browser`` (the page's) get a permalink token;
+        the API's show no permalink, so they get none.
+        """
         created = now()
-        tokens = [new_token() for _ in rows]
+        tokens = prediction_tokens(len(rows))
         ids: dict[str, int] = {}
         with self._transaction() as tx:
             # One statement for the batch, then the ids by token: a round trip
@@ -238,7 +243,7 @@ class SQLFeedbackLog(ABC):
                 " created, features, token, view_token, browser)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(review, label, probability, model_version, client, created, features,
-                  token, new_token(), browser)
+                  token, None if browser is None else new_token(), browser)
                  for (review, label, probability, features), token in zip(rows, tokens,
                                                                           strict=True)])
             for start in range(0, len(tokens), TOKENS_PER_QUERY):

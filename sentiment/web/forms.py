@@ -10,8 +10,9 @@ from wtforms import HiddenField, SubmitField, TextAreaField
 from wtforms.validators import InputRequired, Length, Regexp
 
 MIN_REVIEW = 15
-# A prediction token (sentiment.storage.log.new_token: URL-safe base64 of 16
-# bytes); a little room in the length for tokens of another size.
+# A prediction token (sentiment.storage.log.prediction_tokens: 11 hex digits of
+# time, then URL-safe base64 of 16 random bytes; before, only the latter); a
+# little room in the length for tokens of another size.
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 MAX_REVIEW = 20_000
 # A review with no word the model reads (only punctuation, symbols or markup)
