@@ -33,8 +33,10 @@ from sentiment.text.vectorizer import PKL_DIR
 
 PREFIX = "SENTIMENT_"
 # Request threads per server process. With one, a long request (a batch of
-# long reviews) stalls its process's other connections; each thread more
-# costs CPU in GIL hand-offs (docs/measurements.md, Serving).
+# long reviews) stalls its process's other connections. Short requests take
+# turns (sentiment.serving.turns), so the others serve long ones beside them
+# without the GIL hand-offs that several busy threads cost (docs/measurements.md,
+# Serving).
 DEFAULT_THREADS = 4
 # The longest a request waits on the rate limits' Redis (connecting, or for an
 # answer) before its process counts in memory instead (Settings.flask_config):

@@ -10,7 +10,8 @@ event loop and gives a thread only a whole request, so such connections cost
 a file descriptor each, and it closes those that stay silent. gunicorn keeps
 doing what it is good at: forking, a socket per worker, restarts, graceful
 stops and HUP reloads; this class is the documented way to plug another server
-into it (``worker_class``).
+into it (``worker_class``). Requests with small bodies take turns
+(:mod:`sentiment.serving.turns`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 from gunicorn.workers.base import Worker
 from waitress.server import create_server
+
+from sentiment.serving.turns import InTurns
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class WaitressWorker(Worker):  # type: ignore[misc]  # gunicorn has no type hint
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a line per busy moment
         body_limit = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
         server = create_server(
-            self.wsgi,
+            InTurns(self.wsgi),
             sockets=[listener.sock for listener in self.sockets],
             threads=self.cfg.threads,
             connection_limit=CONNECTION_LIMIT,
