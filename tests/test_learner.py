@@ -466,6 +466,28 @@ def test_building_an_app_starts_no_thread_and_close_stops_every_one(make_app):
 
 
 
+def test_follow_lag_leaves_out_an_own_verdict_learned_before_its_id_was_noted(
+        make_app, monkeypatch) -> None:
+    """The follower thread can wake between a verdict's commit and the request thread
+    noting its id as this process's own: its lag is kept back until then, and dropped."""
+    a, b = make_app(**QUIET), make_app(**QUIET)  # two processes on one log
+    la, lb = a.extensions["learner"], b.extensions["learner"]
+    commit = la.feedback.add_verdict
+
+    def followed_at_once(*args, **kwargs):
+        verdict = commit(*args, **kwargs)
+        la.sync()  # what the follower does if it wakes right now
+        return verdict
+
+    monkeypatch.setattr(la.feedback, "add_verdict", followed_at_once)
+    honest(la, 2, seed=1)
+    assert la.follow_lag()["verdicts"] == 0  # both its own (it was 2)
+    monkeypatch.undo()
+    honest(lb, 1, seed=2)  # another process's, learned while none of a's is pending
+    la.sync()
+    assert la.follow_lag()["verdicts"] == 1
+
+
 def test_follow_lag_counts_other_processes_verdicts_but_not_what_an_outage_held(
         make_app, monkeypatch) -> None:
     """/api/health's follow_lag_ms: how long after their commit a process learned the

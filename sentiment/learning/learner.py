@@ -143,6 +143,9 @@ class Learner:
         # follow_lag); the ids this process committed itself are left out.
         self._lags: deque[float] = deque(maxlen=10_000)
         self._committed_here: set[int] = set()
+        # Lags of verdicts learned while a verdict of this process was between its
+        # commit and noting its id: kept back until it is noted (one may be ours).
+        self._lags_held: list[tuple[int, float]] = []
         # While the log is out of reach nothing can follow it: the verdicts the
         # first sync after it is back catches up on were waited for by the
         # outage, not by following. (By sync, not by clock: ``created`` is cut
@@ -185,8 +188,11 @@ class Learner:
             for verdict in learned:
                 if verdict.id in mine or not verdict.created:
                     continue
-                committed = dt.datetime.fromisoformat(verdict.created).timestamp()
-                self._lags.append(now - committed)
+                lag = now - dt.datetime.fromisoformat(verdict.created).timestamp()
+                if self._committing:  # it may be one of those, not yet noted as ours
+                    self._lags_held.append((verdict.id, lag))
+                else:
+                    self._lags.append(lag)
             # Learned in id order: an id of ours at or below the last one learned is
             # learned, or held (never to be): either way done with.
             self._committed_here = {i for i in mine if i > learned[-1].id}
@@ -360,6 +366,10 @@ class Learner:
         finally:
             with self._commits:
                 self._committing -= 1
+                if not self._committing:  # every id of ours is noted now
+                    self._lags.extend(lag for id_, lag in self._lags_held
+                                      if id_ not in self._committed_here)
+                    self._lags_held.clear()
                 self._commits.notify_all()
         if self.model.learns_in_batches_exactly:
             with self._commits:
