@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sentiment.serving.turns import LARGEST_IN_TURN, InTurns, body_size
+from sentiment.serving.turns import LARGEST_IN_TURN, InTurns, body_size, served
 
 Environ = dict[str, Any]
 
@@ -90,3 +90,13 @@ def test_body_size_reads_what_is_declared() -> None:
     assert body_size({"CONTENT_LENGTH": "1234"}) == 1234
     assert body_size({"CONTENT_LENGTH": "12x"}) == 0  # waitress refuses it before the app
     assert body_size({"CONTENT_LENGTH": "-5"}) == 0
+
+
+@pytest.mark.both_backends
+def test_turns_are_taken_unless_the_log_is_on_a_database_server(make_app, backend) -> None:
+    """A request on PostgreSQL spends much of its time waiting for the network: with
+    turns, no other request of its process could use that time."""
+    app = make_app()
+    wrapped = served(app)
+    assert (wrapped is app) == (backend is not None)
+    assert isinstance(wrapped, InTurns) == (backend is None)

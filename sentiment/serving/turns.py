@@ -15,6 +15,11 @@ them, as every request did before. A thread only takes the lock before
 anything else, and no request waits for another to progress (a verdict waits
 for other verdicts being committed only while they commit, and with turns
 none is), so turns cannot deadlock.
+
+Not with a log on a database server (PostgreSQL): there a request spends much
+of its time waiting for the network, time its turn would keep from the others.
+SQLite answers from this machine's files, and one writer at a time writes
+them anyway.
 """
 
 from __future__ import annotations
@@ -23,12 +28,22 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from flask import Flask
+
+from sentiment.learning.learner import Learner
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # Bodies up to this size take turns: a review of the most characters the app
 # takes (20,000), form- or JSON-encoded with every character escaped, fits.
 LARGEST_IN_TURN = 256 * 1024
+
+
+def served(app: Flask) -> WSGIApplication:
+    """The app as a serving process runs it: in turns, unless its log is over a network."""
+    learner: Learner = app.extensions["learner"]
+    return app if learner.feedback.over_network else InTurns(app)
 
 
 class InTurns:

@@ -11,7 +11,7 @@ a file descriptor each, and it closes those that stay silent. gunicorn keeps
 doing what it is good at: forking, a socket per worker, restarts, graceful
 stops and HUP reloads; this class is the documented way to plug another server
 into it (``worker_class``). Requests with small bodies take turns
-(:mod:`sentiment.serving.turns`).
+(:mod:`sentiment.serving.turns`), unless the log is on a database server.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from gunicorn.workers.base import Worker
 from waitress.server import create_server
 
-from sentiment.serving.turns import InTurns
+from sentiment.serving.turns import served
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class WaitressWorker(Worker):  # type: ignore[misc]  # gunicorn has no type hint
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a line per busy moment
         body_limit = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
         server = create_server(
-            InTurns(self.wsgi),
+            served(self.wsgi),
             sockets=[listener.sock for listener in self.sockets],
             threads=self.cfg.threads,
             connection_limit=CONNECTION_LIMIT,

@@ -324,6 +324,12 @@ class FeedbackLog(Protocol):
         waits, and a follower polls)."""
         ...
 
+    @property
+    def over_network(self) -> bool:
+        """Whether its statements travel to a database server: a request then spends
+        much of its time waiting for answers, which other requests could use."""
+        ...
+
     def version_files(self) -> VersionFiles | None:
         """Where model versions live when every host must share them (None: each
         host's own models folder is enough)."""

@@ -116,6 +116,7 @@ class PostgresFeedbackLog(SQLFeedbackLog):
     integrity_errors = (psycopg.errors.UniqueViolation,)
     missing_table_errors = (psycopg.errors.UndefinedTable,)
     notifies = True
+    over_network = True
 
     def __init__(self, url: str, durable: bool = True, pool_size: int = 8,
                  upgrade: bool = True, migrations: Sequence[Migration] = MIGRATIONS) -> None:

@@ -142,6 +142,8 @@ class SQLFeedbackLog(ABC):
 
     #: Whether :meth:`wait_for_change` hears other processes' commits.
     notifies = False
+    #: Whether statements travel to a database server (see FeedbackLog.over_network).
+    over_network = False
 
     def version_files(self) -> VersionFiles | None:
         """None: one host's processes share the models folder beside the log."""
