@@ -6,8 +6,10 @@ vectorising, explaining ten phrases, marking the review's words, rendering;
 then the page's whole CPU cost through the app's test client (CSRF on, best of
 seven blocks of 300); then batch predictions on official test reviews: reviews
 per second, and what predicting all 25,000 adds to the process's peak memory;
-last, that the committed model's features and predictions for all 25,000 are
-the bits they were before the compiled kernels (exit 1 if not).
+that the committed model's features and predictions for all 25,000 are the
+bits they were before the compiled kernels (exit 1 if not); last, what a batch
+request costs besides the model (counting its body's values, storing its
+predictions).
 Run it from another checkout's folder (``cd TREE && python -m bench.pipeline``) to
 compare two commits: the current folder comes first on the import path.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import re
 import resource
@@ -153,6 +156,49 @@ def batch(archive: Path, n: int, rounds: int = 3) -> dict[str, Any]:
             "peak_growth_mb": after - before, "reviews": len(texts)}
 
 
+def batch_request(archive: Path, rounds: int = 5, stored: int = 20_000,
+                  timed: int = 30_000) -> dict[str, float]:
+    """What a 1,000-review batch request costs besides the model, on the official test
+    reviews: counting its JSON body's values before parsing, by hops between quotes and
+    by the regular expression (ms per body, every body of the split, best of
+    ``rounds``); storing its predictions with their features in a SQLite log that
+    already holds ``stored`` of them (us of CPU per row, over the next ``timed``)."""
+    from sentiment.models import load_model
+    from sentiment.storage.sqlite import SQLiteFeedbackLog
+    from sentiment.text.vectorizer import PKL_DIR
+    from sentiment.web.body import too_many_values, too_many_values_by_expression
+
+    texts = [r.review for r in iter_archive(archive) if r.split == "test"]
+    bodies = [json.dumps({"reviews": texts[i:i + 1000]}).encode()
+              for i in range(0, len(texts), 1000)]
+    counted = {}
+    for count in (too_many_values, too_many_values_by_expression):
+        assert not any(count(body) for body in bodies), "a valid batch counted as a flood"
+        counted[count.__name__] = min(timeit.repeat(
+            lambda count=count: [count(body) for body in bodies], number=1,
+            repeat=rounds)) / len(bodies) * 1000
+    model = load_model(PKL_DIR)
+    first = texts[:1000]
+    rows = [(text, int(p.label == "positive"), p.probability, features)
+            for text, p, features in zip(first, model.predict(first),
+                                         model.encode_rows(model.transform(first)),
+                                         strict=True)]
+    with tempfile.TemporaryDirectory() as folder:
+        log = SQLiteFeedbackLog(Path(folder) / "reviews.sqlite")
+        try:
+            for _ in range(stored // len(rows)):
+                log.add_predictions(rows, "base+0", "a client")
+            started = time.process_time()
+            for _ in range(timed // len(rows)):
+                log.add_predictions(rows, "base+0", "a client")
+            store_us = (time.process_time() - started) / timed * 1e6
+        finally:
+            log.close()
+    return {"count_ms": counted["too_many_values"],
+            "count_by_expression_ms": counted["too_many_values_by_expression"],
+            "bodies": len(bodies), "store_us": store_us, "stored": stored, "timed": timed}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline",
                                      description=__doc__.splitlines()[0])
@@ -182,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the committed model's features and predictions for all {figures['reviews']:,} "
               "test reviews, against their digest before the compiled kernels: "
               + ("the same bits" if figures["same_bits"] else "CHANGED"))
+    request = batch_request(archive)
+    print(f"\na batch request's other costs, on the {request['bodies']} bodies of 1,000 test "
+          f"reviews: counting a body's JSON values {request['count_ms']:.2f} ms (by the "
+          f"regular expression: {request['count_by_expression_ms']:.2f} ms, "
+          f"{request['count_by_expression_ms'] / request['count_ms']:.1f}x); storing the "
+          f"predictions with their features in a SQLite log of {request['stored']:,}: "
+          f"{request['store_us']:.1f} us of CPU per row over the next {request['timed']:,}")
     return 0 if figures["same_bits"] is not False else 1
 
 

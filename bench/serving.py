@@ -32,7 +32,9 @@ from ``--tutorial-model DIR`` or trained for the run from ``--archive`` or
 $ACLIMDB_ARCHIVE) is measured: its results page, its verdicts
 (``POST /thanks``), its memory, and its start-up with the same number of
 stored verdicts (it has no JSON API, so no predict or sequential figure).
-``--no-baseline`` skips it.
+``--no-baseline`` skips it. ``--floor`` also measures an empty Flask page
+(``bench/floor_app.py``, served alike) under the results page's load: the least
+any Flask page served so costs.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ PREDICT = "POST /api/predict"
 BATCH = 1000  # reviews per request of the batch figure
 BATCHES = "POST /api/predict, 1,000 reviews"
 PAGE = "HTML results page"
+FLOOR = "empty Flask page"
 VERDICT = "POST /api/feedback (verdict)"
 TUTORIAL_VERDICT = "POST /thanks (verdict)"
 FORM = "application/x-www-form-urlencoded"
@@ -239,6 +242,22 @@ class TutorialServer(Server):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "bench.tutorial_app", "--model", str(self.model),
                 "--db", str(self.instance / "reviews.sqlite"), "--port", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env_extra}
+
+
+@dataclass
+class FloorServer(Server):
+    """An empty Flask page (bench/floor_app.py), served like the tutorial's app."""
+
+    threads: int = TUTORIAL_THREADS
+    health_path: ClassVar[str] = "/"
+    ready_line: ClassVar[str | None] = None
+    label: ClassVar[str] = "the empty Flask page"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.floor_app", "--port", str(self.port)]
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, **self.env_extra}
@@ -683,6 +702,13 @@ def measure_tutorial(args: argparse.Namespace, model: Path) -> dict[str, object]
                           seed_tutorial_verdicts)}
 
 
+def measure_floor(args: argparse.Namespace) -> dict[str, object]:
+    """The empty Flask page's CPU and rate under the results page's load (the tutorial's
+    form, which it echoes): what no Flask page served so costs less than."""
+    return run_figures(FloorServer, [under_load(args, FLOOR, lambda _: tutorial_page_call)],
+                       0, lambda server, n: None)
+
+
 class BaselineError(Exception):
     """The tutorial's app cannot be measured as asked; main prints it in one line."""
 
@@ -758,6 +784,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archive", metavar="PATH",
                         help="aclImdb archive to train the book preset on when no "
                              "--tutorial-model is given (default: $ACLIMDB_ARCHIVE)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure an empty Flask page (bench/floor_app.py) under "
+                             "the results page's load: the floor under any page")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--model-dir", type=Path,
                         help="serve this model folder (a deep model's, say) instead of "
@@ -787,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
         tutorial = measure_tutorial(args, model) if model is not None else None
+    floor = measure_floor(args) if args.floor else None
     args.batch_reviews, batch_source = (batch_reviews(args.archive) if "batch" in args.figures
                                         else ([], ""))
     runs = [{**measure(args, workers, threads), "batch_source": batch_source}
@@ -795,10 +825,15 @@ def main(argv: list[str] | None = None) -> int:
         print_tutorial(tutorial)
     else:
         print("\n== the tutorial's app: not measured in this run (--no-baseline) ==")
+    if floor is not None:
+        [row] = floor["load"]
+        print(f"\n== the floor: {FLOOR} (bench/floor_app.py, 1 process, {TUTORIAL_THREADS} "
+              f"threads), in this run ==\n{row['server_cpu_ms']:.2f} ms of CPU per page, "
+              f"{row['per_s']:.0f} pages/s under the results page's load")
     for results in runs:
         print_table(results, tutorial)
     if args.json:
-        report = {"versions": versions, "tutorial": tutorial, "runs": runs}
+        report = {"versions": versions, "tutorial": tutorial, "floor": floor, "runs": runs}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

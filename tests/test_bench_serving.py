@@ -152,3 +152,29 @@ def test_rate_limits_are_off_or_lifted_far_above_the_load(tmp_path: Path,
         assert limit is not None and int(limit) >= 1_000_000
     else:
         assert limit is None
+
+
+def test_the_floor_app_echoes_the_tutorials_form_escaped() -> None:
+    from bench.floor_app import create_app
+
+    client = create_app().test_client()
+    page = client.post("/results", data={"moviereview": "A <b>fine</b> film"})
+    assert page.status_code == 200
+    assert b"18 characters" in page.data and b"A &lt;b&gt;fine&lt;/b&gt; film" in page.data
+    assert client.get("/").status_code == 200  # what the benchmark waits for
+
+
+@pytest.mark.slow
+def test_the_floor_is_measured_under_the_pages_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "serving.json"
+    status = serving.main(["--seconds", "1", "--figures", "page", "--workers", "1",
+                           "--startup-verdicts", "0", "--no-baseline", "--floor",
+                           "--json", str(report)])
+    assert status == 0
+    [row] = json.loads(report.read_text())["floor"]["load"]
+    assert row["name"] == "empty Flask page"
+    assert row["requests"] > 0 and row["errors"] == 0 and row["server_cpu_ms"] > 0
+    assert (f"{row['server_cpu_ms']:.2f} ms of CPU per page, {row['per_s']:.0f} pages/s"
+            in capsys.readouterr().out)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from sentiment.web.body import (
     MAX_QUOTES_HOPPED,
     MAX_SEPARATORS,
-    _too_many_values_scanned,
     too_many_values,
+    too_many_values_by_expression,
 )
 
 # Text with what makes strings hard to skip: quotes, backslashes, separators.
@@ -42,7 +42,7 @@ def test_the_count_is_what_the_parsed_body_holds(value: object, repeat: int) -> 
     body = json.dumps({"reviews": items}, ensure_ascii=False).encode()
     expected = separators_outside_strings({"reviews": items}) > MAX_SEPARATORS
     assert too_many_values(body) == expected
-    assert _too_many_values_scanned(body) == expected
+    assert too_many_values_by_expression(body) == expected
 
 
 def test_floods_are_refused_and_a_full_valid_batch_is_not() -> None:
@@ -51,7 +51,7 @@ def test_floods_are_refused_and_a_full_valid_batch_is_not() -> None:
     assert too_many_values(b"[" * 100_000)
     review = 'He said "fine, [really] {fine}" \\ and left, twice.' * 20
     body = json.dumps({"reviews": [review] * 1_000}).encode()
-    assert not too_many_values(body) and not _too_many_values_scanned(body)
+    assert not too_many_values(body) and not too_many_values_by_expression(body)
 
 
 def test_a_body_of_escaped_quotes_is_scanned_by_the_expression() -> None:

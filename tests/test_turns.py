@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sentiment.serving.turns import LARGEST_IN_TURN, InTurns, body_size, served
+from sentiment.serving.turns import LARGEST_IN_TURN, InTurns, body_size, served_app
 
 Environ = dict[str, Any]
 
@@ -97,6 +97,6 @@ def test_turns_are_taken_unless_the_log_is_on_a_database_server(make_app, backen
     """A request on PostgreSQL spends much of its time waiting for the network: with
     turns, no other request of its process could use that time."""
     app = make_app()
-    wrapped = served(app)
+    wrapped = served_app(app)
     assert (wrapped is app) == (backend is not None)
     assert isinstance(wrapped, InTurns) == (backend is None)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 LARGEST_IN_TURN = 256 * 1024
 
 
-def served(app: Flask) -> WSGIApplication:
+def served_app(app: Flask) -> WSGIApplication:
     """The app as a serving process runs it: in turns, unless its log is over a network."""
     learner: Learner = app.extensions["learner"]
     return app if learner.feedback.over_network else InTurns(app)

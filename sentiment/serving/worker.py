@@ -24,7 +24,7 @@ from typing import Any
 from gunicorn.workers.base import Worker
 from waitress.server import create_server
 
-from sentiment.serving.turns import served
+from sentiment.serving.turns import served_app
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class WaitressWorker(Worker):  # type: ignore[misc]  # gunicorn has no type hint
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a line per busy moment
         body_limit = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
         server = create_server(
-            served(self.wsgi),
+            served_app(self.wsgi),
             sockets=[listener.sock for listener in self.sockets],
             threads=self.cfg.threads,
             connection_limit=CONNECTION_LIMIT,

@@ -219,9 +219,7 @@ class ReviewVectorizer:
         widest = np.zeros(X.shape[0], dtype=np.int64)
         if filled.any():
             widest[filled] = np.maximum.reduceat(gaps, starts[filled])
-        payloads = {2: gaps.astype("<u2").tobytes()}  # wider gaps wrap, unused
-        if widest.max(initial=0) > 0xFFFF:  # the 4-byte copy only when a row needs it
-            payloads[4] = gaps.astype("<u4").tobytes()
+        payloads = {2: gaps.astype("<u2").tobytes(), 4: gaps.astype("<u4").tobytes()}
         rows: list[bytes | None] = []
         for start, end, most in zip(starts.tolist(), ends.tolist(), widest.tolist(),
                                     strict=True):

@@ -57,7 +57,7 @@ def too_many_values(raw: bytes) -> bool:
     scanned by the expression, which costs the same whatever it holds.
     """
     if raw.count(b'"') > MAX_QUOTES_HOPPED:
-        return _too_many_values_scanned(raw)
+        return too_many_values_by_expression(raw)
     separators = 0
     start, inside = 0, False
     while True:
@@ -79,7 +79,7 @@ def too_many_values(raw: bytes) -> bool:
         start = quote + 1
 
 
-def _too_many_values_scanned(raw: bytes) -> bool:
+def too_many_values_by_expression(raw: bytes) -> bool:
     """:func:`too_many_values` by the regular expression, one match per string or separator."""
     separators = 0
     for match in JSON_STRING_OR_SEPARATOR.finditer(raw):
