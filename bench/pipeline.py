@@ -3,13 +3,14 @@
 ``python -m bench.pipeline`` times, on :data:`bench.serving.REVIEW` (best of
 three ``timeit`` rounds), each step the results page takes: tokenizing,
 vectorising, explaining ten phrases, marking the review's words, rendering;
-then the page's whole CPU cost through the app's test client (CSRF on, best of
-seven blocks of 300); then batch predictions on official test reviews: reviews
-per second, and what predicting all 25,000 adds to the process's peak memory;
-that the committed model's features and predictions for all 25,000 are the
-bits they were before the compiled kernels (exit 1 if not); last, what a batch
-request costs besides the model (counting its body's values, storing its
-predictions).
+then the page's whole CPU cost through the app's test client (CSRF on), and
+without each thing it does that the tutorial's page does not, beside the
+tutorial's page with ``--tutorial-model DIR`` (:func:`page_costs`); then
+batch predictions on official test reviews: reviews per second, and what
+predicting all 25,000 adds to the process's peak memory; that the committed
+model's features and predictions for all 25,000 are the bits they were before
+the compiled kernels (exit 1 if not); last, what a batch request costs besides
+the model (counting its body's values, storing its predictions).
 Run it from another checkout's folder (``cd TREE && python -m bench.pipeline``) to
 compare two commits: the current folder comes first on the import path.
 """
@@ -17,6 +18,7 @@ compare two commits: the current folder comes first on the import path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -28,6 +30,7 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -64,31 +67,86 @@ def steps() -> dict[str, float]:
     }
 
 
-def page_ms(blocks: int = 7, per_block: int = 300) -> float:
-    """CPU milliseconds of one results page through the test client (best block)."""
+def page_costs(tutorial_model: Path | None = None, blocks: int = 7,
+               per_block: int = 300) -> dict[str, float]:
+    """CPU microseconds of one results page through the test client (CSRF on): the
+    whole page; the page without each thing it does that the tutorial's does not
+    (explaining the prediction and marking its words; storing it, as the page runs
+    when the log is out of reach); without both; and the tutorial's page
+    (:mod:`bench.tutorial_app`) when ``tutorial_model`` (the book preset's folder)
+    is given.
+
+    One app serves all of ours, the part left out replaced for its blocks: two
+    apps of the same code differed by up to a tenth, from where their model
+    landed in memory. The blocks take turns, so that the machine's drift falls
+    on every figure alike; each figure is its best block.
+    """
     from app import create_app
+    from bench.tutorial_app import create_app as create_tutorial_app
 
     app = create_app({"INSTANCE_PATH": tempfile.mkdtemp(), "RATE_LIMITS": False,
                       "DURABLE_COMMITS": False})
+    learner = app.extensions["learner"]
     client = app.test_client()
     html = client.get("/").data
     found = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', html)
     assert found is not None, "the form has no CSRF token"
     form = {"review": REVIEW, "csrf_token": found.group(1).decode()}
 
-    def page() -> None:
-        response = client.post("/results", data=form)
-        assert response.status_code == 200, response.status_code
+    def unrecorded(reviews: list[str], client: str | None = None, features: Any = None,
+                   browser: str | None = None) -> list[tuple[None, Any, str]]:
+        return [(None, p, learner.model_version)
+                for p in learner.model.predict_features(features)]
 
-    for _ in range(100):
-        page()
-    times = []
+    def without(*parts: str) -> Callable[[], contextlib.ExitStack]:
+        def patched() -> contextlib.ExitStack:
+            stack = contextlib.ExitStack()
+            if "explanation" in parts:
+                stack.enter_context(mock.patch.object(learner.model, "explain",
+                                                      lambda *args, **kwargs: []))
+            if "storing" in parts:
+                stack.enter_context(mock.patch.object(learner, "predict", unrecorded))
+            return stack
+        return patched
+
+    def ours(explained: bool, stored: bool) -> Callable[[], None]:
+        def page() -> None:
+            response = client.post("/results", data=form)
+            assert response.status_code == 200, response.status_code
+            assert (b'class="pushes"' in response.data) == explained, "explanation"
+            assert (b'id="permalink"' in response.data) == stored, "storing"
+        return page
+
+    variants: dict[str, tuple[Callable[[], None], Callable[[], contextlib.ExitStack]]] = {
+        "whole page": (ours(True, True), without()),
+        "without the explanation": (ours(False, True), without("explanation")),
+        "without storing the prediction": (ours(True, False), without("storing")),
+        "without either": (ours(False, False), without("explanation", "storing")),
+    }
+    if tutorial_model is not None:
+        tutorial = create_tutorial_app(tutorial_model, Path(tempfile.mkdtemp()) / "reviews.sqlite")
+        tutorial_client = tutorial.test_client()
+
+        def tutorial_page() -> None:
+            response = tutorial_client.post("/results", data={"moviereview": REVIEW})
+            assert b"This review reads" in response.data, response.status_code
+        variants["the tutorial's page"] = (tutorial_page, contextlib.ExitStack)
+
+    def block(name: str, n: int) -> float:
+        page, patched = variants[name]
+        with patched():
+            started = time.process_time()
+            for _ in range(n):
+                page()
+            return (time.process_time() - started) / n * 1e6
+
+    for name in variants:
+        block(name, 100)
+    best = dict.fromkeys(variants, float("inf"))
     for _ in range(blocks):
-        started = time.process_time()
-        for _ in range(per_block):
-            page()
-        times.append((time.process_time() - started) / per_block * 1000)
-    return min(times)
+        for name in variants:
+            best[name] = min(best[name], block(name, per_block))
+    return best
 
 
 # The committed model's features and predictions for the official test
@@ -204,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     add_archive_argument(parser)
     parser.add_argument("--n", type=int, default=3_000, help="test reviews timed in batch")
+    parser.add_argument("--tutorial-model", type=Path, metavar="DIR",
+                        help="the book preset's folder (python -m train --preset book --out "
+                             "DIR): also time the tutorial's results page")
     args = parser.parse_args(argv)
     archive = archive_or_none(args.archive)
     if archive is None:
@@ -212,7 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nthe results page's steps, on the benchmark's review ({len(REVIEW):,} characters):")
     for name, us in steps().items():
         print(f"  {name:<22}{us:8.1f} us")
-    print(f"  {'whole page, in process':<22}{page_ms() * 1000:8.0f} us of CPU")
+    costs = page_costs(args.tutorial_model)
+    whole = costs["whole page"]
+    print("\nthe results page through the app's test client, CPU per page (best of 7 blocks "
+          "of 300, taking turns):")
+    for name, us in costs.items():
+        note = {"without the explanation": f"  (it costs {whole - us:.0f} us)",
+                "without storing the prediction": f"  (it costs {whole - us:.0f} us)",
+                "the tutorial's page": f"  (ours costs {whole / us:.1f}x)"}.get(name, "")
+        print(f"  {name:<32}{us:6.0f} us{note}")
+    print("  (a prediction not stored gets no verdict buttons and no permalink: the page as "
+          "it is while the log is out of reach)")
     figures = batch(archive, args.n)
     print(f"\nbatch predictions on {args.n:,} test reviews: {figures['reviews_per_s']:,.0f} "
           f"reviews/s in one process, {figures['reviews_per_s_all_cores']:,.0f} in "

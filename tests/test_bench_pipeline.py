@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import pipeline
-from tests.tiny_aclimdb import write_archive
+from tests.tiny_aclimdb import TrainedRun, write_archive
+
+pytest_plugins = ["tests.train_fixtures"]
+
+OURS = ["whole page", "without the explanation", "without storing the prediction",
+        "without either"]
 
 
-def test_the_page_is_timed_through_the_app(monkeypatch, tmp_path) -> None:
+def test_the_page_is_timed_whole_and_without_what_the_tutorials_lacks(monkeypatch,
+                                                                     tmp_path) -> None:
+    """Each variant's page is checked as it is timed: explained or not, stored or not."""
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
-    assert 0 < pipeline.page_ms(blocks=2, per_block=3) < 1000
+    costs = pipeline.page_costs(blocks=2, per_block=3)
+    assert list(costs) == OURS
+    assert all(0 < us < 1_000_000 for us in costs.values())
+
+
+@pytest.mark.slow  # trains the book preset (shared with the other training tests)
+def test_the_tutorials_page_is_timed_beside_ours(monkeypatch, tmp_path,
+                                                 trained: dict[str, TrainedRun]) -> None:
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    costs = pipeline.page_costs(trained["book"].out, blocks=1, per_block=2)
+    assert list(costs) == [*OURS, "the tutorial's page"] and costs["the tutorial's page"] > 0
 
 
 def test_batch_predictions_are_counted_on_the_test_split(tmp_path) -> None:
@@ -16,3 +35,4 @@ def test_batch_predictions_are_counted_on_the_test_split(tmp_path) -> None:
     assert figures["reviews"] == 80 and figures["reviews_per_s"] > 0
     assert figures["reviews_per_s_all_cores"] > 0 and figures["cores"] >= 1
     assert figures["peak_growth_mb"] >= 0
+
