@@ -43,7 +43,8 @@ def main() -> None:
 
     app = create_app()
     learner = app.extensions["learner"]
-    learner.start_following()  # as a server does (sentiment.serving.process.start_serving)
+    learner.start_log_upkeep()  # as a server does (sentiment.serving.process.start_serving)
+    learner.start_following()
 
     from waitress.server import create_server
 

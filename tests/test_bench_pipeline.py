@@ -36,3 +36,10 @@ def test_batch_predictions_are_counted_on_the_test_split(tmp_path) -> None:
     assert figures["reviews_per_s_all_cores"] > 0 and figures["cores"] >= 1
     assert figures["peak_growth_mb"] >= 0
 
+
+def test_storing_is_timed_with_checkpoints_by_the_commits_and_by_the_upkeep(tmp_path) -> None:
+    rows = [(f"review {i} " + "x" * 2000, i % 2, 0.6, b"\x01" * 2000) for i in range(100)]
+    for upkeep in (False, True):
+        cost = pipeline.storing_cost(tmp_path / f"upkeep-{upkeep}.sqlite", rows, stored=300,
+                                     timed=300, upkeep=upkeep)
+        assert cost["cpu_us"] > 0 and cost["wall_us"] > 0

@@ -321,3 +321,50 @@ def test_an_unreachable_database_stops_the_start_with_a_readable_error(make_app)
     assert "secret" not in str(info.value)
     with pytest.raises(LogUnavailable):
         open_log("postgresql://127.0.0.1:1/x", Path("unused"))
+
+
+def _write_from_a_new_thread(log: SQLFeedbackLog, rows: list, batches: int) -> None:
+    """As a request thread does: its own connection, opened now."""
+    def write() -> None:
+        for _ in range(batches):
+            log.add_predictions(rows, "base+0")
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+
+
+def test_once_handed_over_the_write_ahead_log_is_copied_by_the_upkeep_not_by_commits(
+        tmp_path: Path) -> None:
+    """Seen from the database file, which grows only when a checkpoint copies pages
+    into it: by the commits themselves past 1,000 pages (SQLite's default), by the
+    upkeep alone once handed over (the commits then wait for the backstop)."""
+    from sentiment.storage.sqlite import BACKSTOP_PAGES, SQLiteFeedbackLog
+
+    rows = [(f"review {i} " + "x" * 1500, i % 2, 0.6, b"\x01" * 1500) for i in range(500)]
+    mb = 1024 * 1024
+    by_commits = SQLiteFeedbackLog(tmp_path / "commits.sqlite")
+    _write_from_a_new_thread(by_commits, rows, 4)  # some 3,000 pages
+    assert (tmp_path / "commits.sqlite").stat().st_size > 3 * mb
+
+    handed = SQLiteFeedbackLog(tmp_path / "upkeep.sqlite")
+    upkeep = handed.hand_over_upkeep()
+    _write_from_a_new_thread(handed, rows, 4)
+    assert (tmp_path / "upkeep.sqlite").stat().st_size < mb  # still in the log
+    assert handed._connect().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    upkeep()
+    assert (tmp_path / "upkeep.sqlite").stat().st_size > 3 * mb
+    token = handed.add_predictions(rows[:1], "base+0")[0][1]  # the log goes on as before
+    assert handed.prediction_id(token) == 4 * len(rows) + 1
+    for log in (by_commits, handed):
+        log.close()
+
+
+@pytest.mark.both_backends
+def test_a_server_hands_the_logs_upkeep_to_a_thread_of_its_own(make_app, backend) -> None:
+    """SQLite's checkpoints of its write-ahead log; PostgreSQL has none to hand over."""
+    learner = make_app().extensions["learner"]
+    learner.start_log_upkeep()
+    threads = [t for t in threading.enumerate() if t.name == "log-upkeep"]
+    assert len(threads) == (1 if backend is None else 0)
+    learner.stop_threads()
+    assert not any(t.is_alive() for t in threads)

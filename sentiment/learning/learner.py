@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # How long the follower waits for a notification before looking at the log anyway.
 FOLLOW_POLL = 0.5
+# Seconds between two calls of the log's housekeeping (see Learner.start_log_upkeep).
+LOG_UPKEEP_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Learner:
         self._committing = 0  # verdicts of this process between request and commit
         self._commits = threading.Condition()
         self._timer: PeriodicThread | None = None
+        self._upkeep: PeriodicThread | None = None
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
         # Seconds from each verdict's commit elsewhere to its learning here (see
@@ -551,6 +554,17 @@ class Learner:
                                          "checkpoint-timer")
             self._timer.start()
 
+    def start_log_upkeep(self) -> None:
+        """Take the log's housekeeping off the requests: a thread does it every
+        :data:`LOG_UPKEEP_SECONDS` (for SQLite, copying the write-ahead log into the
+        database, which a commit would otherwise do while its request waits).
+        A server's job, like :meth:`start_background_checkpoints`."""
+        if self._upkeep is None:
+            upkeep = self.feedback.hand_over_upkeep()
+            if upkeep is not None:
+                self._upkeep = PeriodicThread(upkeep, LOG_UPKEEP_SECONDS, "log-upkeep")
+                self._upkeep.start()
+
     def start_following(self) -> None:
         """Learn other hosts' verdicts as they commit, with no request to ask for them.
 
@@ -577,10 +591,12 @@ class Learner:
                 log.exception("following the feedback log failed")
 
     def stop_threads(self) -> None:
-        """Stop the background checkpoints and the follower, and wait for the holdout's
-        preparation."""
+        """Stop the background checkpoints, the log's upkeep and the follower, and wait
+        for the holdout's preparation."""
         if self._timer is not None:
             self._timer.stop()
+        if self._upkeep is not None:
+            self._upkeep.stop()
         if self._follower is not None:
             self._stop_following.set()
             self._follower.join()

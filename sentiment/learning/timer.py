@@ -1,4 +1,4 @@
-"""A thread that saves waiting verdicts when no request comes to do it."""
+"""A thread that does, every few seconds, what no request should wait for."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ log = logging.getLogger(__name__)
 class PeriodicThread:
     """Calls ``work`` every ``interval`` seconds until :meth:`stop`.
 
-    A request that finds a checkpoint due wakes it (:meth:`wake`); with no
-    traffic, its ticks are what save the last verdicts after
-    ``checkpoint_seconds``. A failed call is logged and retried at the next
-    tick, so that one full disk does not end checkpointing for good.
+    The learner's checkpoints (a request that finds one due wakes it,
+    :meth:`wake`; with no traffic, its ticks are what save the last verdicts
+    after ``checkpoint_seconds``) and the log's upkeep. A failed call is
+    logged and retried at the next tick, so that one full disk does not end
+    checkpointing for good.
     """
 
     def __init__(self, work: Callable[[], object], interval: float, name: str) -> None:

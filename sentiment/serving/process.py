@@ -3,7 +3,7 @@
 The app factory changes nothing outside the app it returns (a test builds
 dozens in one process). A process that serves requests needs more: glibc heap
 settings, one BLAS thread, a frozen garbage collector, the background
-checkpoint thread; and on the way out, a final checkpoint.
+checkpoint and log upkeep threads; and on the way out, a final checkpoint.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def start_serving(app: Flask) -> None:
     learner: Learner = app.extensions["learner"]
     if app.extensions["settings"].background_checkpoints:
         learner.start_background_checkpoints()
+    learner.start_log_upkeep()  # SQLite's checkpoints of its write-ahead log
     learner.start_following()  # other hosts' verdicts, as they commit (PostgreSQL)
     memory.release_free_memory()  # what loading the model and replaying the log left
     # The ~130,000 objects that exist now (the libraries, the model) live as

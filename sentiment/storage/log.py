@@ -19,7 +19,7 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -338,6 +338,12 @@ class FeedbackLog(Protocol):
     def wait_for_change(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for a verdict, release or quarantine to commit
         anywhere; True if one did (a hint: the log itself is the truth)."""
+        ...
+
+    def hand_over_upkeep(self) -> Callable[[], object] | None:
+        """The log's housekeeping, for a serving process's background thread to call
+        every few tenths of a second from now on, so that no request does it (None:
+        this log has none to hand over)."""
         ...
 
     def close(self) -> None: ...

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -153,6 +153,10 @@ class SQLFeedbackLog(ABC):
         """Wait ``timeout`` seconds; a backend that can be told of commits returns early."""
         time.sleep(timeout)
         return False
+
+    def hand_over_upkeep(self) -> Callable[[], object] | None:
+        """None: the database server does its own housekeeping (SQLite overrides this)."""
+        return None
 
     # -- transactions ----------------------------------------------------------
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
