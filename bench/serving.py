@@ -226,41 +226,42 @@ class Server:
 
 
 @dataclass
-class TutorialServer(Server):
-    """The tutorial's app (bench/tutorial_app.py): one process, waitress's 4 threads.
+class PlainServer(Server):
+    """A one-process Flask app under waitress's 4 threads, with none of our app's
+    settings or start-up line: the tutorial's app and the floor."""
 
-    ``model``: the folder with the book preset's pickles. Its verdicts go to
-    ``reviews.sqlite`` in the instance folder, which it replays at each start.
-    """
-
-    model: Path = field(kw_only=True)
     threads: int = TUTORIAL_THREADS
-    health_path: ClassVar[str] = "/"  # it has no health page: the form answers once it serves
+    health_path: ClassVar[str] = "/"  # no health page: the form answers once it serves
     ready_line: ClassVar[str | None] = None  # one process: serving once it answers
-    label: ClassVar[str] = "the tutorial's app"
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "bench.tutorial_app", "--model", str(self.model),
-                "--db", str(self.instance / "reviews.sqlite"), "--port", str(self.port)]
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, **self.env_extra}
 
 
 @dataclass
-class FloorServer(Server):
-    """An empty Flask page (bench/floor_app.py), served like the tutorial's app."""
+class TutorialServer(PlainServer):
+    """The tutorial's app (bench/tutorial_app.py).
 
-    threads: int = TUTORIAL_THREADS
-    health_path: ClassVar[str] = "/"
-    ready_line: ClassVar[str | None] = None
+    ``model``: the folder with the book preset's pickles. Its verdicts go to
+    ``reviews.sqlite`` in the instance folder, which it replays at each start.
+    """
+
+    model: Path = field(kw_only=True)
+    label: ClassVar[str] = "the tutorial's app"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.tutorial_app", "--model", str(self.model),
+                "--db", str(self.instance / "reviews.sqlite"), "--port", str(self.port)]
+
+
+@dataclass
+class FloorServer(PlainServer):
+    """An empty Flask page (bench/floor_app.py)."""
+
     label: ClassVar[str] = "the empty Flask page"
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "bench.floor_app", "--port", str(self.port)]
-
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, **self.env_extra}
 
 
 class Client:

@@ -107,7 +107,7 @@ class SQLFeedbackLog(ABC):
     dialect: str
     #: What the database raises when a unique index refuses a row.
     integrity_errors: tuple[type[Exception], ...] = ()
-    # What querying a table the database does not have raises.
+    #: What querying a table the database does not have raises.
     missing_table_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self) -> None:

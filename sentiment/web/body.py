@@ -37,6 +37,7 @@ MAX_SEPARATORS = MAX_BATCH + 16
 # Quotes a body may hold for too_many_values to hop between them: a valid batch
 # holds two per review and whatever quotes its reviews escape.
 MAX_QUOTES_HOPPED = 64 * MAX_BATCH
+BACKSLASH = ord("\\")
 # Smaller bodies parse into a few MB at most, whatever they hold: not counted.
 COUNT_VALUES_ABOVE = 64 * 1024
 
@@ -65,7 +66,11 @@ def too_many_values(raw: bytes) -> bool:
         if inside:
             if quote < 0:
                 return False  # an unterminated string: the parser refuses it
-            backslashes = quote - start - len(raw[start:quote].rstrip(b"\\"))
+            # The backslashes just before it, counted in place (the string's opening
+            # quote, or the escaped one hopped to, stops the count).
+            backslashes = 0
+            while raw[quote - 1 - backslashes] == BACKSLASH:
+                backslashes += 1
             inside = backslashes % 2 == 1  # an escaped quote leaves the string open
         else:
             end = len(raw) if quote < 0 else quote
